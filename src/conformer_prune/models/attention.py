@@ -1,0 +1,178 @@
+"""Relative-position multi-head self-attention (Transformer-XL style) with prunable query/value dims.
+
+For head ``h`` with content bias ``u`` and position bias ``v`` (Dai et al. 2019, Gulati et al. 2020)::
+
+    score_ij = ((q_i + u) · k_j + (q_i + v) · p_{i-j}) * scale,   scale = 1 / sqrt(d_head)
+
+Two prunable sites, each a :class:`~conformer_prune.dropout.UnitDropout` over ``Sq`` / ``Sv`` dims:
+
+* ``query_dropout`` masks ``q + u`` and ``q + v`` with **one** mask, applied *after* the biases, so a
+  pruned dim ``j`` leaves ``k_j``, ``p_j``, ``u_j`` and ``v_j`` unused (all removed by compaction);
+* ``value_dropout`` masks ``v``; a pruned dim removes its ``v`` row and the output projection column.
+
+After compaction heads may have different widths (``qk_dims``/``v_dims`` per head); the original
+``1/sqrt(d_head)`` scale is kept. A head with no value dim left is removed; a head with no query dim
+left attends uniformly.
+
+Shapes: ``B`` batch, ``T`` frames, ``D`` model dim, ``H`` heads, ``Sq``/``Sv`` total query/value dims.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from conformer_prune.dropout.base import DropoutFactory, UnitDropout
+from conformer_prune.dropout.standard import NoDropout
+from conformer_prune.pruning.slicing import slice_linear
+
+
+def relative_positions(length: int, d_model: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Sinusoidal embeddings of relative offsets ``T-1, ..., 0, ..., -(T-1)``: ``(2T-1, D)``."""
+    offsets = torch.arange(length - 1, -length, -1, device=device, dtype=torch.float32)
+    inv_freq = torch.exp(torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / d_model))
+    angles = offsets[:, None] * inv_freq[None, :]  # (2T-1, D/2)
+    emb = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)[:, :d_model]  # (2T-1, D)
+    return emb.to(dtype)
+
+
+def rel_shift(scores: Tensor) -> Tensor:
+    """Turn ``(..., T, 2T-1)`` scores indexed by offset column into ``(..., T, T)`` indexed by key.
+
+    Column ``c`` of the input holds offset ``T-1-c``; output ``[i, j]`` is input ``[i, T-1-i+j]``
+    (offset ``i - j``).
+    """
+    *lead, t, n = scores.shape
+    padded = F.pad(scores, (1, 0))  # (..., T, 2T)
+    padded = padded.reshape(*lead, n + 1, t)  # (..., 2T, T)
+    return padded[..., 1:, :].reshape(*lead, t, n)[..., :t]
+
+
+class RelPositionMultiHeadAttention(nn.Module):
+    """Multi-head self-attention with relative positions and separate, sliceable projections.
+
+    Args:
+        d_model: model dim ``D``.
+        num_heads: number of heads ``H``; ``d_head = D // H`` sets the logit scale.
+        attention_dropout: dropout on the attention probabilities.
+        query_dropout: strategy factory for the query site (``Sq`` units); ``None`` → no dropout.
+        value_dropout: strategy factory for the value site (``Sv`` units); ``None`` → no dropout.
+        qk_dims: per-head query/key widths after compaction (default ``[d_head] * H``).
+        v_dims: per-head value widths after compaction (default ``[d_head] * H``).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        attention_dropout: float = 0.1,
+        query_dropout: DropoutFactory | None = None,
+        value_dropout: DropoutFactory | None = None,
+        qk_dims: list[int] | None = None,
+        v_dims: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"encoder.d_model ({d_model}) must be divisible by encoder.num_heads ({num_heads})")
+        d_head = d_model // num_heads
+        self.d_model = d_model
+        self.scale = d_head**-0.5  # kept through pruning
+        self.qk_dims = list(qk_dims) if qk_dims is not None else [d_head] * num_heads
+        self.v_dims = list(v_dims) if v_dims is not None else [d_head] * num_heads
+        if len(self.qk_dims) != len(self.v_dims):
+            raise ValueError(f"qk_dims {self.qk_dims} and v_dims {self.v_dims} must list the same heads")
+        sq, sv = sum(self.qk_dims), sum(self.v_dims)
+        self.linear_q = nn.Linear(d_model, sq)
+        self.linear_k = nn.Linear(d_model, sq)
+        self.linear_v = nn.Linear(d_model, sv)
+        self.linear_pos = nn.Linear(d_model, sq, bias=False)
+        self.linear_out = nn.Linear(sv, d_model)
+        self.pos_bias_u = nn.Parameter(torch.zeros(sq))
+        self.pos_bias_v = nn.Parameter(torch.zeros(sq))
+        nn.init.normal_(self.pos_bias_u, std=0.02)
+        nn.init.normal_(self.pos_bias_v, std=0.02)
+        self.attention_dropout = nn.Dropout(attention_dropout)
+        self.query_dropout: UnitDropout = (query_dropout or NoDropout)(sq)
+        self.value_dropout: UnitDropout = (value_dropout or NoDropout)(sv)
+
+    @property
+    def num_heads(self) -> int:
+        return len(self.v_dims)
+
+    def _uniform_heads(self) -> bool:
+        return len(set(self.qk_dims)) == 1 and len(set(self.v_dims)) == 1 and self.qk_dims[0] > 0
+
+    def forward(self, x: Tensor, pos_emb: Tensor, key_padding_mask: Tensor) -> Tensor:
+        """Attend.
+
+        Args:
+            x: ``(B, T, D)``.
+            pos_emb: ``(2T-1, D)`` relative position embeddings (see :func:`relative_positions`).
+            key_padding_mask: ``(B, T)``, True at padded frames.
+
+        Returns:
+            ``(B, T, D)``.
+        """
+        b, t, _ = x.shape
+        if not self.v_dims:  # every head pruned: only the output bias is left
+            return self.linear_out(x.new_zeros(b, t, 0))
+        q = self.linear_q(x)  # (B, T, Sq)
+        mask = self.query_dropout.mask_like(q)
+        q_u = (q + self.pos_bias_u) * mask
+        q_v = (q + self.pos_bias_v) * mask
+        k = self.linear_k(x)  # (B, T, Sq)
+        p = self.linear_pos(pos_emb)  # (2T-1, Sq)
+        v = self.value_dropout(self.linear_v(x))  # (B, T, Sv)
+        pad = key_padding_mask[:, None, None, :]  # (B, 1, 1, T)
+
+        if self._uniform_heads():
+            h, dk, dv = self.num_heads, self.qk_dims[0], self.v_dims[0]
+            q_u = q_u.view(b, t, h, dk).transpose(1, 2)  # (B, H, T, dk)
+            q_v = q_v.view(b, t, h, dk).transpose(1, 2)
+            k = k.view(b, t, h, dk).permute(0, 2, 3, 1)  # (B, H, dk, T)
+            p = p.view(-1, h, dk).permute(1, 2, 0)  # (H, dk, 2T-1)
+            scores = (q_u @ k + rel_shift(q_v @ p)) * self.scale  # (B, H, T, T)
+            attn = self.attention_dropout(scores.masked_fill(pad, float("-inf")).softmax(-1))
+            out = attn @ v.view(b, t, h, dv).transpose(1, 2)  # (B, H, T, dv)
+            return self.linear_out(out.transpose(1, 2).reshape(b, t, h * dv))
+
+        # Heads of different widths (a compacted model): one matmul chain per head.
+        outs = []
+        q_u_h, q_v_h = q_u.split(self.qk_dims, -1), q_v.split(self.qk_dims, -1)
+        k_h, p_h = k.split(self.qk_dims, -1), p.split(self.qk_dims, -1)
+        for head, v_head in enumerate(v.split(self.v_dims, -1)):
+            if self.qk_dims[head] == 0:  # every query dim pruned: constant logits, uniform attention
+                scores = x.new_zeros(b, t, t)
+            else:
+                content = q_u_h[head] @ k_h[head].transpose(1, 2)  # (B, T, T)
+                position = rel_shift(q_v_h[head] @ p_h[head].T)  # (B, T, T)
+                scores = (content + position) * self.scale
+            attn = self.attention_dropout(scores.masked_fill(pad[:, 0], float("-inf")).softmax(-1))
+            outs.append(attn @ v_head)  # (B, T, dv_h)
+        return self.linear_out(torch.cat(outs, -1))
+
+    @torch.no_grad()
+    def compact_(self) -> None:
+        """Remove pruned query/value dims (and heads left without values), folding the eval gates."""
+        q_gate = self.query_dropout.eval_gate().to(self.linear_q.weight)
+        v_gate = self.value_dropout.eval_gate().to(self.linear_v.weight)
+        q_keep, v_keep = q_gate != 0, v_gate != 0
+        q_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.qk_dims))
+        v_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.v_dims))
+        live = [bool(v_keep[v_head == h].any()) for h in range(self.num_heads)]
+        q_keep &= torch.tensor(live)[q_head].to(q_keep.device)
+        self.qk_dims = [int(q_keep[q_head == h].sum()) for h in range(self.num_heads) if live[h]]
+        self.v_dims = [int(v_keep[v_head == h].sum()) for h in range(self.num_heads) if live[h]]
+        q_scale, v_scale = q_gate[q_keep], v_gate[v_keep]
+        self.linear_q = slice_linear(self.linear_q, out_keep=q_keep, out_scale=q_scale)
+        self.linear_k = slice_linear(self.linear_k, out_keep=q_keep)
+        self.linear_pos = slice_linear(self.linear_pos, out_keep=q_keep)
+        self.pos_bias_u = nn.Parameter(self.pos_bias_u[q_keep] * q_scale)
+        self.pos_bias_v = nn.Parameter(self.pos_bias_v[q_keep] * q_scale)
+        self.linear_v = slice_linear(self.linear_v, out_keep=v_keep, out_scale=v_scale)
+        self.linear_out = slice_linear(self.linear_out, in_keep=v_keep)
+        self.query_dropout = NoDropout(sum(self.qk_dims))
+        self.value_dropout = NoDropout(sum(self.v_dims))

@@ -1,0 +1,302 @@
+"""Conformer encoder (Gulati et al. 2020) whose prunable sites take injected dropout strategies.
+
+Block: ``x + ½·FFN(x)`` → ``x + MHSA(x)`` → ``x + LConv(x)`` → ``x + ½·FFN(x)`` → LayerNorm, with
+residual dropout after each module. Prunable sites (one :class:`UnitDropout` each, per block):
+
+=========  ==============================  ===========================================
+site       unit                            removed per pruned unit
+=========  ==============================  ===========================================
+``ffn1``   hidden neuron of the first FFN  ``linear1`` row + bias, ``linear2`` column
+``ffn2``   hidden neuron of the last FFN   same
+``query``  attention query dim             q/k/pos rows, u/v bias entries
+``value``  attention value dim             v row + bias, output-projection column
+``conv``   LConv channel entering the      both GLU rows + biases, depthwise filter,
+           depthwise convolution           norm channel, pointwise-out column
+=========  ==============================  ===========================================
+
+Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``D`` model dim, ``U`` units of a site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from conformer_prune.dropout.base import DropoutFactory, UnitDropout
+from conformer_prune.dropout.standard import NoDropout
+from conformer_prune.models.attention import RelPositionMultiHeadAttention, relative_positions
+from conformer_prune.models.subsampling import Conv2dSubsampling
+from conformer_prune.pruning.slicing import slice_depthwise_conv, slice_linear, slice_norm
+
+SITE_KINDS = ("ffn1", "query", "value", "conv", "ffn2")
+
+
+class FeedForward(nn.Module):
+    """LayerNorm → Linear(D→U) → Swish → unit dropout (the site) → Linear(U→D) → dropout."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout_rate: float, unit_dropout: DropoutFactory | None) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.activation = nn.SiLU()
+        self.unit_dropout: UnitDropout = (unit_dropout or NoDropout)(d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, T, D) -> (B, T, D)``."""
+        hidden = self.unit_dropout(self.activation(self.linear1(self.norm(x))))  # (B, T, U)
+        return self.dropout(self.linear2(hidden))
+
+    @torch.no_grad()
+    def compact_(self) -> int:
+        """Remove pruned hidden units, folding the eval gate into ``linear2``; returns the kept count."""
+        gate = self.unit_dropout.eval_gate().to(self.linear1.weight)
+        keep = gate != 0
+        self.linear1 = slice_linear(self.linear1, out_keep=keep)
+        self.linear2 = slice_linear(self.linear2, in_keep=keep, in_scale=gate[keep])
+        self.unit_dropout = NoDropout(int(keep.sum()))
+        return self.unit_dropout.num_units
+
+
+class ConvModule(nn.Module):
+    """LConv: LayerNorm → pointwise (D→2C) → GLU → unit dropout (site) → depthwise conv → BatchNorm →
+    Swish → pointwise (C→D) → dropout. ``C = D`` before pruning."""
+
+    def __init__(
+        self,
+        d_model: int,
+        kernel_size: int,
+        dropout_rate: float,
+        unit_dropout: DropoutFactory | None,
+        channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"encoder.kernel_size must be odd for a centred convolution, got {kernel_size}")
+        channels = d_model if channels is None else channels
+        self.norm = nn.LayerNorm(d_model)
+        self.pointwise_in = nn.Linear(d_model, 2 * channels)
+        self.unit_dropout: UnitDropout = (unit_dropout or NoDropout)(channels)
+        self.depthwise = nn.Conv1d(
+            channels, channels, kernel_size, padding=kernel_size // 2, groups=max(channels, 1), bias=False
+        )
+        self.batch_norm = nn.BatchNorm1d(channels)
+        self.activation = nn.SiLU()
+        self.pointwise_out = nn.Linear(channels, d_model)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(self, x: Tensor, pad_mask: Tensor) -> Tensor:
+        """``(B, T, D)``, pad mask ``(B, T)`` (True = padding) → ``(B, T, D)``."""
+        if self.depthwise.out_channels == 0:  # every channel pruned: only the output bias is left
+            return self.dropout(self.pointwise_out(x.new_zeros(*x.shape[:2], 0)))
+        x = nn.functional.glu(self.pointwise_in(self.norm(x)), dim=-1)  # (B, T, C)
+        x = self.unit_dropout(x).masked_fill(pad_mask[..., None], 0.0)  # zeros keep padding out of the conv
+        x = self.depthwise(x.transpose(1, 2))  # (B, C, T)
+        x = self.activation(self.batch_norm(x)).transpose(1, 2)  # (B, T, C)
+        return self.dropout(self.pointwise_out(x))
+
+    @torch.no_grad()
+    def compact_(self) -> int:
+        """Remove pruned channels (both GLU halves, filter, norm channel, output column); folds the gate
+        into the GLU value half (the GLU is linear in it). Returns the kept count.
+
+        Exact only with BatchNorm in eval mode (running statistics), which is how a model is exported.
+        """
+        gate = self.unit_dropout.eval_gate().to(self.pointwise_in.weight)
+        keep = gate != 0
+        channels = keep.numel()
+        both = torch.cat([keep, keep])
+        scale = torch.cat([gate[keep], torch.ones_like(gate[keep])])
+        self.pointwise_in = slice_linear(self.pointwise_in, out_keep=both, out_scale=scale)
+        # A pruned channel enters the depthwise conv as 0, but BatchNorm's shift turns it into a constant
+        # silu(bias - mean * weight / std) that still reaches the output: fold it into the output bias.
+        bn = self.batch_norm
+        shift = bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C,)
+        constant = self.pointwise_out.weight[:, ~keep] @ self.activation(shift[~keep])  # (D,)
+        self.pointwise_out = slice_linear(self.pointwise_out, in_keep=keep)
+        self.pointwise_out.bias += constant
+        self.depthwise = slice_depthwise_conv(self.depthwise, keep)
+        self.batch_norm = slice_norm(self.batch_norm, keep)
+        self.unit_dropout = NoDropout(int(keep.sum()))
+        assert both.numel() == 2 * channels
+        return self.unit_dropout.num_units
+
+
+class ConformerBlock(nn.Module):
+    """½FFN → rel-pos MHSA → LConv → ½FFN → LayerNorm, each with a residual connection.
+
+    ``widths`` (from a compacted model's config) sets the width of every site:
+    ``{"ffn1": int, "ffn2": int, "qk_dims": [int]*H, "v_dims": [int]*H, "conv": int}``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        kernel_size: int,
+        dropout_rate: float = 0.1,
+        attention_dropout: float = 0.1,
+        ffn_dropout: DropoutFactory | None = None,
+        query_dropout: DropoutFactory | None = None,
+        value_dropout: DropoutFactory | None = None,
+        conv_dropout: DropoutFactory | None = None,
+        widths: dict | None = None,
+    ) -> None:
+        super().__init__()
+        widths = widths or {}
+        self.ffn1 = FeedForward(d_model, widths.get("ffn1", d_ff), dropout_rate, ffn_dropout)
+        self.attn_norm = nn.LayerNorm(d_model)
+        self.attn = RelPositionMultiHeadAttention(
+            d_model,
+            num_heads,
+            attention_dropout,
+            query_dropout,
+            value_dropout,
+            qk_dims=widths.get("qk_dims"),
+            v_dims=widths.get("v_dims"),
+        )
+        self.attn_dropout = nn.Dropout(dropout_rate)
+        self.conv = ConvModule(d_model, kernel_size, dropout_rate, conv_dropout, channels=widths.get("conv"))
+        self.ffn2 = FeedForward(d_model, widths.get("ffn2", d_ff), dropout_rate, ffn_dropout)
+        self.final_norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: Tensor, pos_emb: Tensor, pad_mask: Tensor) -> Tensor:
+        """``(B, T, D)`` with ``(2T-1, D)`` position embeddings and a ``(B, T)`` pad mask → ``(B, T, D)``."""
+        x = x + 0.5 * self.ffn1(x)
+        x = x + self.attn_dropout(self.attn(self.attn_norm(x), pos_emb, pad_mask))
+        x = x + self.conv(x, pad_mask)
+        x = x + 0.5 * self.ffn2(x)
+        return self.final_norm(x)
+
+    def sites(self) -> dict[str, UnitDropout]:
+        """The block's prunable sites by kind."""
+        return {
+            "ffn1": self.ffn1.unit_dropout,
+            "query": self.attn.query_dropout,
+            "value": self.attn.value_dropout,
+            "conv": self.conv.unit_dropout,
+            "ffn2": self.ffn2.unit_dropout,
+        }
+
+    def widths(self) -> dict:
+        """Current width of every site (what a compacted config records)."""
+        return {
+            "ffn1": self.ffn1.linear1.out_features,
+            "ffn2": self.ffn2.linear1.out_features,
+            "qk_dims": list(self.attn.qk_dims),
+            "v_dims": list(self.attn.v_dims),
+            "conv": self.conv.depthwise.out_channels,
+        }
+
+    @torch.no_grad()
+    def compact_(self) -> None:
+        """Physically remove every pruned unit of the block; restores the block's train/eval mode."""
+        mode = self.training
+        self.ffn1.compact_()
+        self.attn.compact_()
+        self.conv.compact_()
+        self.ffn2.compact_()
+        self.train(mode)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One prunable site: ``layer`` index, ``kind`` (one of :data:`SITE_KINDS`), its strategy module."""
+
+    layer: int
+    kind: str
+    module: UnitDropout
+
+    @property
+    def name(self) -> str:
+        return f"layers.{self.layer}.{self.kind}"
+
+
+class ConformerEncoder(nn.Module):
+    """Conv2d 4x subsampling + ``num_layers`` Conformer blocks.
+
+    Args:
+        input_dim: feature dim ``F``.
+        d_model: model dim ``D`` (never pruned).
+        num_layers: number of blocks.
+        num_heads: attention heads.
+        d_ff: FFN hidden width before pruning.
+        kernel_size: depthwise convolution width (odd).
+        subsampling_channels: Conv2d channels of the front end.
+        dropout_rate: residual / FFN-output dropout.
+        attention_dropout: dropout on attention probabilities.
+        ffn_dropout, query_dropout, value_dropout, conv_dropout: strategy factories of the four site
+            types (Hydra ``_partial_``); ``None`` → no dropout at that site.
+        layer_widths: per-block site widths of a compacted model (see :class:`ConformerBlock`).
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 80,
+        d_model: int = 144,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        d_ff: int = 576,
+        kernel_size: int = 15,
+        subsampling_channels: int = 64,
+        dropout_rate: float = 0.1,
+        attention_dropout: float = 0.1,
+        ffn_dropout: DropoutFactory | None = None,
+        query_dropout: DropoutFactory | None = None,
+        value_dropout: DropoutFactory | None = None,
+        conv_dropout: DropoutFactory | None = None,
+        layer_widths: list[dict] | None = None,
+    ) -> None:
+        super().__init__()
+        if layer_widths is not None and len(layer_widths) != num_layers:
+            raise ValueError(
+                f"encoder.layer_widths lists {len(layer_widths)} layers but encoder.num_layers is {num_layers}"
+            )
+        self.d_model = d_model
+        self.subsampling = Conv2dSubsampling(input_dim, d_model, subsampling_channels)
+        self.input_dropout = nn.Dropout(dropout_rate)
+        self.layers = nn.ModuleList(
+            ConformerBlock(
+                d_model,
+                num_heads,
+                d_ff,
+                kernel_size,
+                dropout_rate,
+                attention_dropout,
+                ffn_dropout,
+                query_dropout,
+                value_dropout,
+                conv_dropout,
+                widths=layer_widths[i] if layer_widths is not None else None,
+            )
+            for i in range(num_layers)
+        )
+
+    def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, T, F), (B,) -> (B, T', D), (B,)`` with ``T' ≈ T / 4``."""
+        x, lens = self.subsampling(features, feature_lens)  # (B, T', D)
+        x = self.input_dropout(x)
+        t = x.size(1)
+        pad_mask = torch.arange(t, device=x.device)[None, :] >= lens[:, None]  # (B, T')
+        pos_emb = relative_positions(t, self.d_model, x.device, x.dtype)  # (2T'-1, D)
+        for layer in self.layers:
+            x = layer(x, pos_emb, pad_mask)
+        return x, lens
+
+    def sites(self) -> list[Site]:
+        """Every prunable site, layer by layer, in :data:`SITE_KINDS` order."""
+        return [Site(i, kind, module) for i, layer in enumerate(self.layers) for kind, module in layer.sites().items()]
+
+    def layer_widths(self) -> list[dict]:
+        return [layer.widths() for layer in self.layers]
+
+    @torch.no_grad()
+    def compact_(self) -> list[dict]:
+        """Remove pruned units in every block (in place); returns the new ``layer_widths``."""
+        for layer in self.layers:
+            layer.compact_()
+        return self.layer_widths()

@@ -1,0 +1,156 @@
+"""Compaction equivalence: a compacted site/encoder computes exactly what the gated eval model computes."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conformer_prune.dropout import AdaptiveDropout, HardConcreteGate
+from conformer_prune.models.attention import RelPositionMultiHeadAttention, relative_positions
+from conformer_prune.models.conformer import ConformerEncoder, ConvModule, FeedForward
+
+
+def set_keep(site, keep: list[bool], rng: torch.Generator) -> None:
+    """Kept units get random logits above 0 (σ>0.5), pruned ones below."""
+    mag = torch.rand(len(keep), generator=rng) * 4 + 0.05
+    with torch.no_grad():
+        site.keep_logits.copy_(torch.where(torch.tensor(keep), mag, -mag))
+
+
+def randomize_(module: torch.nn.Module, rng: torch.Generator) -> None:
+    """Non-trivial weights and BatchNorm statistics (fresh BN is the identity and would hide bugs)."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_(0, 1, generator=rng)
+                m.running_var.uniform_(0.5, 2.0, generator=rng)
+                m.weight.normal_(1, 0.2, generator=rng)
+                m.bias.normal_(0, 0.2, generator=rng)
+        for p in module.parameters():
+            if p.dim() == 1 and not isinstance(p, torch.nn.Parameter):
+                continue
+        for name, p in module.named_parameters():
+            if name.endswith("pos_bias_u") or name.endswith("pos_bias_v"):
+                p.normal_(0, 0.5, generator=rng)
+
+
+@settings(max_examples=25, deadline=None)
+@given(keep=st.lists(st.booleans(), min_size=6, max_size=6), seed=st.integers(0, 2**16))
+def test_compacted_ffn_matches_gated_eval(keep: list[bool], seed: int) -> None:
+    rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    ffn = FeedForward(4, 6, 0.1, AdaptiveDropout).eval()
+    set_keep(ffn.unit_dropout, keep, rng)
+    x = torch.randn(2, 3, 4)
+    expected = ffn(x)
+    assert ffn.compact_() == sum(keep)
+    torch.testing.assert_close(ffn(x), expected)
+    assert ffn.linear1.weight.shape == (sum(keep), 4) and ffn.linear2.weight.shape == (4, sum(keep))
+
+
+@settings(max_examples=25, deadline=None)
+@given(keep=st.lists(st.booleans(), min_size=6, max_size=6), seed=st.integers(0, 2**16))
+def test_compacted_conv_module_matches_gated_eval(keep: list[bool], seed: int) -> None:
+    rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    conv = ConvModule(6, 3, 0.1, AdaptiveDropout)
+    randomize_(conv, rng)
+    conv.eval()
+    set_keep(conv.unit_dropout, keep, rng)
+    x = torch.randn(2, 5, 6)
+    pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    expected = conv(x, pad)
+    assert conv.compact_() == sum(keep)
+    assert not conv.training and not conv.batch_norm.training
+    torch.testing.assert_close(conv(x, pad), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    q_keep=st.lists(st.booleans(), min_size=8, max_size=8),
+    v_keep=st.lists(st.booleans(), min_size=8, max_size=8),
+    seed=st.integers(0, 2**16),
+)
+def test_compacted_attention_matches_gated_eval(q_keep: list[bool], v_keep: list[bool], seed: int) -> None:
+    rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    attn = RelPositionMultiHeadAttention(8, 2, 0.1, AdaptiveDropout, AdaptiveDropout)
+    randomize_(attn, rng)
+    attn.eval()
+    set_keep(attn.query_dropout, q_keep, rng)
+    set_keep(attn.value_dropout, v_keep, rng)
+    x = torch.randn(2, 5, 8)
+    pos = relative_positions(5, 8, x.device, x.dtype)
+    pad = torch.tensor([[False] * 5, [False] * 4 + [True]])
+    expected = attn(x, pos, pad)
+    attn.compact_()
+    torch.testing.assert_close(attn(x, pos, pad), expected, atol=1e-5, rtol=1e-5)
+    live_heads = [any(v_keep[h * 4 : (h + 1) * 4]) for h in range(2)]
+    assert attn.num_heads == sum(live_heads)
+    assert sum(attn.v_dims) == sum(v_keep)
+    assert sum(attn.qk_dims) == sum(k for i, k in enumerate(q_keep) if live_heads[i // 4])
+
+
+def closed_form_params(d: int, widths: list[dict], kernel: int, sub: int, feat: int) -> int:
+    """Encoder parameter count from the per-layer widths alone."""
+    f = ((feat - 3) // 2 + 1 - 3) // 2 + 1
+    total = (9 * sub + sub) + (9 * sub * sub + sub) + (sub * f * d + d)  # front end
+    for w in widths:
+        ffn = sum(2 * d + (2 * d * u + u + d) for u in (w["ffn1"], w["ffn2"]))  # LN + linears
+        sq, sv = sum(w["qk_dims"]), sum(w["v_dims"])
+        attn = 2 * d + 2 * (d * sq + sq) + d * sq + 2 * sq + (d * sv + sv) + (sv * d + d)
+        c = w["conv"]
+        conv = 2 * d + (d * 2 * c + 2 * c) + c * kernel + 2 * c + (c * d + d)
+        total += ffn + attn + conv + 2 * d  # + final LN
+    return total
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), keep_frac=st.floats(0.0, 1.0))
+def test_compacted_encoder_matches_gated_eval_and_closed_form(seed: int, keep_frac: float) -> None:
+    rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    enc = ConformerEncoder(
+        input_dim=20, d_model=8, num_layers=2, num_heads=2, d_ff=12, kernel_size=3, subsampling_channels=3,
+        ffn_dropout=AdaptiveDropout, query_dropout=AdaptiveDropout, value_dropout=AdaptiveDropout,
+        conv_dropout=AdaptiveDropout,
+    )
+    randomize_(enc, rng)
+    enc.eval()
+    for site in enc.sites():
+        keep = (torch.rand(site.module.num_units, generator=rng) < keep_frac).tolist()
+        set_keep(site.module, keep, rng)
+    x, lens = torch.randn(2, 30, 20), torch.tensor([30, 21])
+    expected, expected_lens = enc(x, lens)
+    widths = enc.compact_()
+    out, out_lens = enc(x, lens)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert sum(p.numel() for p in enc.parameters()) == closed_form_params(8, widths, 3, 3, 20)
+    # stock code rebuilds the compacted structure from its widths alone
+    rebuilt = ConformerEncoder(
+        input_dim=20, d_model=8, num_layers=2, num_heads=2, d_ff=12, kernel_size=3, subsampling_channels=3,
+        layer_widths=widths,
+    )
+    rebuilt.load_state_dict(enc.state_dict(), strict=True)
+    torch.testing.assert_close(rebuilt.eval()(x, lens)[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_dense_parameter_count_matches_closed_form() -> None:
+    enc = ConformerEncoder(input_dim=20, d_model=8, num_layers=2, num_heads=2, d_ff=12, kernel_size=3,
+                           subsampling_channels=3)
+    assert sum(p.numel() for p in enc.parameters()) == closed_form_params(8, enc.layer_widths(), 3, 3, 20)
+
+
+def test_hard_concrete_sites_compact_exactly() -> None:
+    torch.manual_seed(0)
+    ffn = FeedForward(4, 8, 0.0, functools.partial(HardConcreteGate)).eval()
+    with torch.no_grad():
+        ffn.unit_dropout.log_alpha.copy_(torch.tensor([5.0, -5.0, 0.3, -0.2, 2.0, -9.0, 0.0, 1.0]))
+    x = torch.randn(3, 4)
+    expected = ffn(x)
+    kept = ffn.compact_()
+    assert kept == int((ffn.linear1.out_features))
+    torch.testing.assert_close(ffn(x), expected)
