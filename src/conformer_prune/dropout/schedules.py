@@ -44,9 +44,7 @@ class AnnealSchedule:
         if self.shape not in ("constant", "linear", "exponential", "cosine"):
             raise ValueError(f"schedule shape must be constant|linear|exponential|cosine, got {self.shape!r}")
         if not 0.0 <= self.start_frac <= self.end_frac <= 1.0:
-            raise ValueError(
-                f"schedule needs 0 <= start_frac <= end_frac <= 1, got {self.start_frac}, {self.end_frac}"
-            )
+            raise ValueError(f"schedule needs 0 <= start_frac <= end_frac <= 1, got {self.start_frac}, {self.end_frac}")
         if self.shape == "exponential" and (self.start <= 0 or self.end <= 0):
             raise ValueError("an exponential schedule needs start > 0 and end > 0")
 

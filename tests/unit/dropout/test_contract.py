@@ -131,13 +131,16 @@ def test_schedule_state_is_not_checkpointed() -> None:
     assert set(site.state_dict()) == {"keep_logits"}
 
 
-@pytest.mark.parametrize("kwargs, key", [
-    ({"init_keep_prob": 1.0}, "init_keep_prob"),
-    ({"temperature": 0.0}, "temperature"),
-    ({"noise": "frame"}, "noise"),
-    ({"eval_mode": "soft"}, "eval_mode"),
-    ({"threshold": 1.0}, "threshold"),
-])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"init_keep_prob": 1.0}, "init_keep_prob"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"noise": "frame"}, "noise"),
+        ({"eval_mode": "soft"}, "eval_mode"),
+        ({"threshold": 1.0}, "threshold"),
+    ],
+)
 def test_bad_adaptive_settings_name_the_key(kwargs, key) -> None:
     with pytest.raises(ValueError, match=key):
         AdaptiveDropout(4, **kwargs)

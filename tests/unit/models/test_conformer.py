@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conformer_prune.dropout import AdaptiveDropout, NoDropout, StandardDropout
-from conformer_prune.models.attention import relative_positions, rel_shift
+from conformer_prune.models.attention import rel_shift, relative_positions
 from conformer_prune.models.conformer import SITE_KINDS, ConformerEncoder
 from conformer_prune.models.subsampling import subsampled_lengths
 
@@ -40,8 +40,9 @@ def test_rel_shift_indexes_scores_by_offset() -> None:
 
 
 def test_relative_positions_are_independent_of_length() -> None:
-    short, long = relative_positions(3, 8, torch.device("cpu"), torch.float32), relative_positions(
-        6, 8, torch.device("cpu"), torch.float32
+    short, long = (
+        relative_positions(3, 8, torch.device("cpu"), torch.float32),
+        relative_positions(6, 8, torch.device("cpu"), torch.float32),
     )
     torch.testing.assert_close(short, long[3:-3])  # offsets 2..-2 in both
 
@@ -69,8 +70,17 @@ def test_padding_does_not_change_an_utterances_output(strategy) -> None:
 )
 def test_every_site_gets_the_configured_strategy_and_width(factory, cls) -> None:
     enc = ConformerEncoder(
-        input_dim=20, d_model=16, num_layers=3, num_heads=4, d_ff=40, kernel_size=5, subsampling_channels=4,
-        ffn_dropout=factory, query_dropout=factory, value_dropout=factory, conv_dropout=factory,
+        input_dim=20,
+        d_model=16,
+        num_layers=3,
+        num_heads=4,
+        d_ff=40,
+        kernel_size=5,
+        subsampling_channels=4,
+        ffn_dropout=factory,
+        query_dropout=factory,
+        value_dropout=factory,
+        conv_dropout=factory,
     )
     sites = enc.sites()
     assert len(sites) == 3 * len(SITE_KINDS)  # num_layers x (2 FFN + query + value + conv)
@@ -88,7 +98,10 @@ def test_per_site_type_strategies_stay_separate() -> None:
     enc = tiny_encoder(ffn_dropout=AdaptiveDropout, query_dropout=None, value_dropout=StandardDropout)
     kinds = {s.kind: type(s.module) for s in enc.sites()}
     assert kinds == {
-        "ffn1": AdaptiveDropout, "ffn2": AdaptiveDropout, "query": NoDropout, "value": StandardDropout,
+        "ffn1": AdaptiveDropout,
+        "ffn2": AdaptiveDropout,
+        "query": NoDropout,
+        "value": StandardDropout,
         "conv": NoDropout,
     }
 

@@ -114,8 +114,16 @@ def test_compacted_encoder_matches_gated_eval_and_closed_form(seed: int, keep_fr
     rng = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     enc = ConformerEncoder(
-        input_dim=20, d_model=8, num_layers=2, num_heads=2, d_ff=12, kernel_size=3, subsampling_channels=3,
-        ffn_dropout=AdaptiveDropout, query_dropout=AdaptiveDropout, value_dropout=AdaptiveDropout,
+        input_dim=20,
+        d_model=8,
+        num_layers=2,
+        num_heads=2,
+        d_ff=12,
+        kernel_size=3,
+        subsampling_channels=3,
+        ffn_dropout=AdaptiveDropout,
+        query_dropout=AdaptiveDropout,
+        value_dropout=AdaptiveDropout,
         conv_dropout=AdaptiveDropout,
     )
     randomize_(enc, rng)
@@ -131,7 +139,13 @@ def test_compacted_encoder_matches_gated_eval_and_closed_form(seed: int, keep_fr
     assert sum(p.numel() for p in enc.parameters()) == closed_form_params(8, widths, 3, 3, 20)
     # stock code rebuilds the compacted structure from its widths alone
     rebuilt = ConformerEncoder(
-        input_dim=20, d_model=8, num_layers=2, num_heads=2, d_ff=12, kernel_size=3, subsampling_channels=3,
+        input_dim=20,
+        d_model=8,
+        num_layers=2,
+        num_heads=2,
+        d_ff=12,
+        kernel_size=3,
+        subsampling_channels=3,
         layer_widths=widths,
     )
     rebuilt.load_state_dict(enc.state_dict(), strict=True)
@@ -139,8 +153,9 @@ def test_compacted_encoder_matches_gated_eval_and_closed_form(seed: int, keep_fr
 
 
 def test_dense_parameter_count_matches_closed_form() -> None:
-    enc = ConformerEncoder(input_dim=20, d_model=8, num_layers=2, num_heads=2, d_ff=12, kernel_size=3,
-                           subsampling_channels=3)
+    enc = ConformerEncoder(
+        input_dim=20, d_model=8, num_layers=2, num_heads=2, d_ff=12, kernel_size=3, subsampling_channels=3
+    )
     assert sum(p.numel() for p in enc.parameters()) == closed_form_params(8, enc.layer_widths(), 3, 3, 20)
 
 
@@ -152,5 +167,5 @@ def test_hard_concrete_sites_compact_exactly() -> None:
     x = torch.randn(3, 4)
     expected = ffn(x)
     kept = ffn.compact_()
-    assert kept == int((ffn.linear1.out_features))
+    assert kept == int(ffn.linear1.out_features)
     torch.testing.assert_close(ffn(x), expected)

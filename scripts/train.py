@@ -1,0 +1,15 @@
+"""Train (and prune) a Conformer: python scripts/train.py [group=option ...] [key=value ...]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from conformer_prune.train import train
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Gumbel temperature annealing: τ(step) pushed into every temperature-scheduled strategy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformer_prune.callbacks.schedule import ScheduleCallback
+from conformer_prune.dropout.base import TemperatureScheduled
+
+
+class GumbelTemperature(ScheduleCallback):
+    """Sets τ = ``schedule(global_step, max_steps)`` on every :class:`TemperatureScheduled` site; logs ``gumbel/tau``."""
+
+    capability = TemperatureScheduled
+    metric = "gumbel/tau"
+
+    def apply(self, site: Any, value: float) -> None:
+        site.set_temperature(value)

@@ -1,0 +1,96 @@
+"""Evaluation: WER/CER per subset with jiwer, for a network in memory, a training checkpoint or an export.
+
+The same :func:`evaluate_net` runs at the end of training and in ``scripts/evaluate.py``, so both
+give the same numbers for the same model and subset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+
+import jiwer
+import torch
+from torch import nn
+
+from conformer_prune.inference import Decoder, transcribe_features
+
+log = logging.getLogger(__name__)
+
+FRAME_SHIFT_SECONDS = 0.01
+
+
+@torch.no_grad()
+def evaluate_net(
+    net: nn.Module,
+    dataloaders: Mapping[str, Iterable[dict]],
+    decoders: Mapping[str, Decoder],
+    max_batches: int | None = None,
+    keep_hypotheses: bool = False,
+) -> dict[str, dict]:
+    """Decode every subset with every decoder.
+
+    Args:
+        net: ``CTCModel`` or ``TransducerModel`` (put in eval mode here).
+        dataloaders: subset name → batches (dicts with ``features``, ``feature_lens``, ``texts``, ``ids``).
+        decoders: decoder name → decoder (see :func:`~conformer_prune.inference.transcribe_features`).
+        max_batches: stop each subset after this many batches (``None``: all).
+        keep_hypotheses: also return per-utterance ``(id, reference, hypothesis)`` per decoder.
+
+    Returns:
+        subset → ``{"utterances", "words", "audio_seconds", "<decoder>": {"wer", "cer", "rtf"}, ...}``.
+    """
+    net.eval()
+    results: dict[str, dict] = {}
+    for subset, loader in dataloaders.items():
+        refs: list[str] = []
+        ids: list[str] = []
+        hyps: dict[str, list[str]] = {name: [] for name in decoders}
+        seconds: dict[str, float] = dict.fromkeys(decoders, 0.0)
+        audio_seconds = 0.0
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            refs.extend(batch["texts"])
+            ids.extend(batch["ids"])
+            audio_seconds += float(batch["feature_lens"].sum()) * FRAME_SHIFT_SECONDS
+            for name, decoder in decoders.items():
+                start = time.perf_counter()
+                hyps[name].extend(transcribe_features(net, batch["features"], batch["feature_lens"], decoder))
+                seconds[name] += time.perf_counter() - start
+        entry: dict = {
+            "utterances": len(refs),
+            "words": sum(len(r.split()) for r in refs),
+            "audio_seconds": round(audio_seconds, 2),
+        }
+        for name in decoders:
+            entry[name] = {
+                "wer": float(jiwer.wer(refs, hyps[name])) if refs else 0.0,
+                "cer": float(jiwer.cer(refs, hyps[name])) if refs else 0.0,
+                "rtf": seconds[name] / audio_seconds if audio_seconds else 0.0,
+            }
+            if keep_hypotheses:
+                entry[name]["hypotheses"] = [
+                    {"id": u, "ref": r, "hyp": h} for u, r, h in zip(ids, refs, hyps[name], strict=True)
+                ]
+        results[subset] = entry
+        log.info(
+            "%s: %d utts | %s",
+            subset,
+            len(refs),
+            " | ".join(f"{n} WER {entry[n]['wer']:.3f} CER {entry[n]['cer']:.3f}" for n in decoders),
+        )
+    return results
+
+
+def flatten_results(per_subset: dict[str, dict], default: str = "default", greedy: str = "greedy") -> dict:
+    """``results.json`` layout: ``wer``/``cer`` (default decoder) and ``wer_greedy``/``cer_greedy`` per subset."""
+    out: dict[str, dict] = {"wer": {}, "cer": {}, "wer_greedy": {}, "cer_greedy": {}, "rtf": {}}
+    for subset, entry in per_subset.items():
+        best = entry.get(default, entry.get(greedy))
+        out["wer"][subset], out["cer"][subset] = best["wer"], best["cer"]
+        out["rtf"][subset] = best["rtf"]
+        if greedy in entry:
+            out["wer_greedy"][subset], out["cer_greedy"][subset] = entry[greedy]["wer"], entry[greedy]["cer"]
+    return out

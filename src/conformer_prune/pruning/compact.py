@@ -1,0 +1,77 @@
+"""Walk a model's prunable sites: what would be kept, and a compacted copy with parameter counts.
+
+The sites do their own surgery (``compact_``); this module only walks, counts and reports.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+
+from torch import nn
+
+from conformer_prune.dropout.base import LearnsRetention
+from conformer_prune.models.conformer import SITE_KINDS, ConformerEncoder
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def encoder_of(net: nn.Module) -> ConformerEncoder:
+    encoder = getattr(net, "encoder", net)
+    if not isinstance(encoder, ConformerEncoder):
+        raise TypeError(f"expected a model with a ConformerEncoder, got {type(encoder).__name__}")
+    return encoder
+
+
+def kept_units(net: nn.Module) -> dict[str, list[list[int]]]:
+    """Site kind → per-layer ``[kept, total]`` under the current eval gates."""
+    kept: dict[str, list[list[int]]] = defaultdict(list)
+    for site in encoder_of(net).sites():
+        kept[site.kind].append([int(site.module.keep_mask().sum()), site.module.num_units])
+    return dict(kept)
+
+
+def expected_keep(net: nn.Module) -> dict[str, float]:
+    """Site kind → mean retention probability, for strategies that learn one."""
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for site in encoder_of(net).sites():
+        if isinstance(site.module, LearnsRetention):
+            probs = site.module.keep_prob().detach()
+            sums[site.kind][0] += float(probs.sum())
+            sums[site.kind][1] += probs.numel()
+    return {kind: total / n for kind, (total, n) in sums.items() if n}
+
+
+def compact_copy(net: nn.Module) -> nn.Module:
+    """A compacted deep copy of ``net`` (eval mode); the original is untouched."""
+    compacted = copy.deepcopy(net).eval()
+    encoder_of(compacted).compact_()
+    return compacted
+
+
+def param_report(dense: nn.Module, compacted: nn.Module) -> dict:
+    """Parameter counts before/after, in total, for the encoder and per site kind."""
+    enc_before, enc_after = encoder_of(dense), encoder_of(compacted)
+
+    def per_kind(encoder: ConformerEncoder) -> dict[str, int]:
+        counts = dict.fromkeys(SITE_KINDS, 0)
+        for layer in encoder.layers:
+            counts["ffn1"] += count_params(layer.ffn1)
+            counts["ffn2"] += count_params(layer.ffn2)
+            attn = layer.attn
+            qk = [attn.linear_q, attn.linear_k, attn.linear_pos]
+            counts["query"] += sum(count_params(m) for m in qk) + attn.pos_bias_u.numel() + attn.pos_bias_v.numel()
+            counts["value"] += count_params(attn.linear_v) + count_params(attn.linear_out)
+            counts["conv"] += count_params(layer.conv)
+        return counts
+
+    return {
+        "params_before": count_params(dense),
+        "params_after": count_params(compacted),
+        "encoder_params_before": count_params(enc_before),
+        "encoder_params_after": count_params(enc_after),
+        "site_params_before": per_kind(enc_before),
+        "site_params_after": per_kind(enc_after),
+    }

@@ -1,0 +1,167 @@
+"""The Lightning task shared by the CTC and Transducer models: loss + weighted strategy penalties,
+optimiser and warm-up schedule, non-finite-loss guard, validation WER/CER, checkpoint artefacts.
+
+The network itself (``net``) is plain PyTorch; this module only trains and measures it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+import jiwer
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from conformer_prune.dropout.base import UnitDropout
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when too many consecutive batches give a non-finite loss."""
+
+
+def error_rates(hypotheses: list[str], references: list[str]) -> dict[str, float]:
+    """Corpus-level WER and CER (jiwer); an empty set scores 0."""
+    if not references:
+        return {"wer": 0.0, "cer": 0.0}
+    return {"wer": float(jiwer.wer(references, hypotheses)), "cer": float(jiwer.cer(references, hypotheses))}
+
+
+class ASRTask(L.LightningModule):
+    """Trains ``net`` with ``loss + alpha · Σ site penalties``.
+
+    Args:
+        net: the plain-PyTorch model (``CTCModel`` or ``TransducerModel``).
+        optimizer: partial optimiser, called with parameter groups.
+        scheduler: partial LR schedule, called with ``(optimizer, total_steps=...)``; stepped per batch.
+        alpha: weight of the dropout strategies' penalties (``pruning.alpha``).
+        penalty_reduction: ``"sum"`` over all units (the paper's R) or ``"mean"`` (divided by the
+            number of units, so ``alpha`` does not depend on model size).
+        max_nonfinite: consecutive non-finite losses tolerated (each batch is skipped) before stopping.
+        net_config: the resolved config that builds ``net`` (stored in checkpoints for export).
+        feature_config: the feature extractor's config (stored in checkpoints).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        alpha: float = 0.0,
+        penalty_reduction: Literal["sum", "mean"] = "sum",
+        max_nonfinite: int = 20,
+        net_config: dict | None = None,
+        feature_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if alpha < 0:
+            raise ValueError(f"pruning.alpha must be >= 0, got {alpha}")
+        if penalty_reduction not in ("sum", "mean"):
+            raise ValueError(f"pruning.reduction must be 'sum' or 'mean', got {penalty_reduction!r}")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.alpha = alpha
+        self.penalty_reduction = penalty_reduction
+        self.max_nonfinite = max_nonfinite
+        self.tokenizer = None  # set by train(); its model is stored in checkpoints
+        self.nonfinite_total = 0
+        self._nonfinite_run = 0
+        self._val_hyps: list[str] = []
+        self._val_refs: list[str] = []
+
+    # -- model-specific hooks -------------------------------------------------------------------
+    def compute_loss(self, batch: Batch) -> Tensor:
+        return self.net.loss(batch["features"], batch["feature_lens"], batch["tokens"], batch["token_lens"])
+
+    def greedy_transcribe(self, batch: Batch) -> list[str]:
+        raise NotImplementedError
+
+    # -- training ------------------------------------------------------------------------------
+    def sites(self) -> list[UnitDropout]:
+        return [m for m in self.net.modules() if isinstance(m, UnitDropout)]
+
+    def penalty(self) -> Tensor:
+        """``Σ`` of every site's penalty (or their per-unit mean)."""
+        sites = self.sites()
+        if not sites:
+            return torch.zeros((), device=self.device)
+        total = torch.stack([s.penalty().to(self.device) for s in sites]).sum()
+        if self.penalty_reduction == "mean":
+            total = total / sum(s.num_units for s in sites)
+        return total
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        loss = self.compute_loss(batch)
+        if not torch.isfinite(loss):
+            self.nonfinite_total += 1
+            self._nonfinite_run += 1
+            log.warning(
+                "non-finite loss at step %d: batch skipped (%d in a row)",
+                self.global_step,
+                self._nonfinite_run,
+            )
+            if self._nonfinite_run > self.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{self._nonfinite_run} consecutive non-finite losses (model.max_nonfinite="
+                    f"{self.max_nonfinite}): lower model.optimizer.lr, check the data, or raise the limit"
+                )
+            return None
+        self._nonfinite_run = 0
+        penalty = self.penalty()
+        total = loss + self.alpha * penalty
+        batch_size = batch["features"].size(0)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/penalty", penalty, batch_size=batch_size)
+        self.log("train/total", total, batch_size=batch_size)
+        self.log("train/nonfinite", float(self.nonfinite_total), batch_size=batch_size)
+        return total
+
+    # -- validation ----------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_hyps, self._val_refs = [], []
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        loss = self.compute_loss(batch)
+        self.log("val/loss", loss, batch_size=batch["features"].size(0), sync_dist=True)
+        self._val_hyps.extend(self.greedy_transcribe(batch))
+        self._val_refs.extend(batch["texts"])
+
+    def on_validation_epoch_end(self) -> None:
+        rates = error_rates(self._val_hyps, self._val_refs)
+        self.log("val/wer", rates["wer"], prog_bar=True, sync_dist=True)
+        self.log("val/cer", rates["cer"], prog_bar=True, sync_dist=True)
+
+    # -- optimisation --------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        # No weight decay on the strategies' logits (their penalty is their regulariser), biases or norms.
+        decay, no_decay = [], []
+        strategy_params = {id(p) for s in self.sites() for p in s.parameters()}
+        for param in self.net.parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if id(param) in strategy_params or param.dim() < 2 else decay).append(param)
+        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        if self.scheduler_factory is None:
+            return optimizer
+        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
+        if total is None:
+            total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoint artefacts ------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.tokenizer is not None:
+            checkpoint["tokenizer_model"] = self.tokenizer.model_bytes
+        checkpoint["nonfinite_total"] = self.nonfinite_total
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite_total = int(checkpoint.get("nonfinite_total", 0))

@@ -1,0 +1,104 @@
+"""Training entry logic: data → tokenizer → task → Lightning fit → evaluation → export → results.json.
+
+``scripts/train.py`` is a three-line ``@hydra.main`` around :func:`train`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from conformer_prune.decoders import build_decoders
+from conformer_prune.evaluate import evaluate_net, flatten_results
+from conformer_prune.pruning.compact import count_params, encoder_of
+
+log = logging.getLogger(__name__)
+
+
+def build_task(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
+    """Instantiate the task with the vocabulary and feature settings of ``datamodule``."""
+    tokenizer = datamodule.tokenizer
+    with open_dict(cfg):
+        cfg.model.net.vocab_size = tokenizer.vocab_size
+    net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
+    task = instantiate(cfg.model, net_config=net_config, feature_config=datamodule.feature_extractor.config())
+    task.tokenizer = tokenizer
+    return task
+
+
+def _callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    for callback in trainer.callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            return callback.best_model_path or callback.last_model_path or None
+    return None
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, evaluate and export as configured; returns the ``results.json`` content."""
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    task = build_task(cfg, datamodule)
+    (out_dir / "tokenizer.model").write_bytes(datamodule.tokenizer.model_bytes)
+
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_callbacks(cfg), logger=logger)
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    train_seconds = time.perf_counter() - start
+
+    best = _best_checkpoint(trainer)
+    if best:
+        log.info("evaluating checkpoint %s", best)
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        task.load_state_dict(state, strict=True)
+    net = task.net.cpu().eval()
+
+    decoders, decoding_name = build_decoders(cfg.decoding, datamodule.tokenizer, datamodule.train_texts(), out_dir)
+    subsets = list(cfg.eval_subsets) if cfg.get("eval_subsets") else datamodule.eval_subsets()
+    per_subset = evaluate_net(
+        net,
+        {s: datamodule.eval_dataloader(s) for s in subsets},
+        decoders,
+        max_batches=cfg.get("eval_max_batches"),
+    )
+    results: dict[str, Any] = {
+        "params": {"total": count_params(net), "encoder": count_params(encoder_of(net))},
+        **flatten_results(per_subset),
+        "decoding": decoding_name,
+        "train_seconds": round(train_seconds, 1),
+        "global_step": trainer.global_step,
+        "nonfinite_batches": task.nonfinite_total,
+        "checkpoint": best,
+        "corpus": datamodule.corpus_description(),
+        "per_subset": per_subset,
+    }
+    if cfg.get("export") and best:
+        from conformer_prune.export import export_checkpoint
+
+        report = export_checkpoint(best, out_dir / "export", datamodule=datamodule)
+        results["params"]["compacted_total"] = report["params_after"]
+        results["params"]["compacted_encoder"] = report["encoder_params_after"]
+        results["export"] = str(out_dir / "export")
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    log.info("run directory: %s", out_dir.resolve())
+    return results

@@ -1,0 +1,105 @@
+"""Every option of every config group composes, and what can be instantiated instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from conformer_prune.config import ConfigError, validate
+from conformer_prune.dropout import UnitDropout
+
+CONF = Path(__file__).resolve().parents[3] / "conf"
+GROUPS = [
+    "data",
+    "model",
+    "model/encoder",
+    "decoding",
+    "dropout",
+    "pruning",
+    "callbacks",
+    "trainer",
+    "logger",
+    "experiment",
+    "debug",
+]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def resolve_all(cfg) -> None:
+    for key in cfg:
+        if key != "hydra" and OmegaConf.is_config(cfg[key]):
+            OmegaConf.to_container(cfg[key], resolve=True)
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_validates(group: str, option: str, tmp_path) -> None:
+    overrides = [f"{group}={option}", f"hydra.run.dir={tmp_path}", f"paths.data_dir={tmp_path}/data"]
+    if group == "model/encoder" and option in {"m", "l"}:
+        overrides.append("trainer=cpu")
+    cfg = compose_train(overrides)
+    resolve_all(cfg)  # every interpolation outside hydra's own node resolves
+    validate(cfg)
+    for name, node in (cfg.callbacks or {}).items():
+        if node and "_target_" in node:
+            assert instantiate(node) is not None, name
+    if cfg.get("logger"):
+        assert instantiate(cfg.logger) is not None
+
+
+@pytest.mark.parametrize("strategy", options("dropout"))
+def test_dropout_option_reaches_every_site(strategy: str, tmp_path) -> None:
+    cfg = compose_train([f"dropout={strategy}", "model/encoder=tiny", f"hydra.run.dir={tmp_path}"])
+    enc = instantiate(cfg.model.net.encoder)
+    expected = {k: instantiate(cfg.dropout[k])(3).__class__ for k in ("ffn", "query", "value", "conv")}
+    for site in enc.sites():
+        kind = "ffn" if site.kind.startswith("ffn") else site.kind
+        assert type(site.module) is expected[kind], site.name
+    assert sum(isinstance(m, UnitDropout) for m in enc.modules()) == len(enc.sites()) == 2 * 5
+
+
+def test_unknown_key_and_unknown_option_fail_while_composing(tmp_path) -> None:
+    with pytest.raises(ConfigCompositionException, match="pruning.alfa"):
+        compose_train(["pruning.alfa=1"])
+    with pytest.raises(ConfigCompositionException, match="dropout"):
+        compose_train(["dropout=adaptve"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("pruning.alpha=-1", "pruning.alpha"),
+        ("model.net.encoder.num_heads=5", "model.net.encoder"),
+        ("pruning.threshold=1.5", "dropout"),
+        ("pruning.target.start_frac=0.9", "pruning.target"),
+        ("trainer.max_steps=0", "trainer.max_steps"),
+        ("model.optimizer.lr=-1", "model.optimizer"),
+    ],
+)
+def test_invalid_values_name_their_key(override: str, key: str, tmp_path) -> None:
+    cfg = compose_train([override, f"hydra.run.dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_encoder_is_built_on_meta_device_during_validation(tmp_path) -> None:
+    cfg = compose_train(["model/encoder=l", f"hydra.run.dir={tmp_path}"])
+    with torch.device("meta"):
+        enc = instantiate(cfg.model.net.encoder)
+    assert next(enc.parameters()).is_meta
