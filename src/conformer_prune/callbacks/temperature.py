@@ -9,7 +9,10 @@ from conformer_prune.dropout.base import TemperatureScheduled
 
 
 class GumbelTemperature(ScheduleCallback):
-    """Sets τ = ``schedule(global_step, max_steps)`` on every :class:`TemperatureScheduled` site; logs ``gumbel/tau``."""
+    """Sets τ = ``schedule(global_step, max_steps)`` on every :class:`TemperatureScheduled` site.
+
+    Logs ``gumbel/tau``.
+    """
 
     capability = TemperatureScheduled
     metric = "gumbel/tau"
