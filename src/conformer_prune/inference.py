@@ -1,15 +1,49 @@
-"""Run a plain-PyTorch ASR model on features: one function for CTC and Transducer nets."""
+"""Run a plain-PyTorch ASR model: on features (any net in memory), or from an export directory.
+
+An export directory (written by :func:`conformer_prune.export.export_checkpoint`) holds
+
+* ``config.yaml``: ``net`` (the architecture as ``_target_`` nodes, with the kept width of every site
+  in every layer and no dropout modules), ``features`` (the feature extractor with its CMVN
+  statistics), ``decoding`` (named decoders and the ``default`` one);
+* ``model.safetensors`` (the state dict), ``tokenizer.model`` (SentencePiece) and ``report.json``.
+
+:func:`load_model` rebuilds all of it with stock code and needs neither Lightning nor Hydra: the
+``_target_`` nodes are built by :func:`instantiate_node`, a small importlib resolver that understands
+``_target_``, ``_partial_`` and ``_args_`` (the subset of Hydra's syntax the exporter writes, so Hydra's
+``instantiate`` builds the same objects). A config is code, so by default the resolver only imports
+callables under ``conformer_prune.``: an export cannot make :func:`load_model` call anything else.
+
+Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``N`` samples, ``C`` channels, ``V`` vocab.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from conformer_prune.models.transducer import TransducerModel
 
+log = logging.getLogger(__name__)
+
 Decoder = Callable[..., list[str]]
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.model"
+REPORT_FILE = "report.json"
+EXPORT_FORMAT = "conformer-prune-export/1"
+SAFE_PREFIXES: tuple[str, ...] = ("conformer_prune.",)
+_NODE_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
 
 
 @torch.no_grad()
@@ -24,5 +58,293 @@ def transcribe_features(net: nn.Module, features: Tensor, feature_lens: Tensor, 
     return decoder(out.float().cpu(), out_lens.cpu())
 
 
-def load_model(path):  # noqa: ANN001 - implemented with export
-    raise NotImplementedError
+# -- a small _target_ resolver --------------------------------------------------------------------
+def resolve_target(path: str, allowed_prefixes: Sequence[str] | None = SAFE_PREFIXES) -> Callable[..., Any]:
+    """Import the callable named by a dotted path, e.g. ``pkg.module.Class.from_config``.
+
+    Args:
+        path: dotted path; the longest importable module prefix is imported, the rest is attributes.
+        allowed_prefixes: the path must start with one of these (``None``: anything importable).
+
+    Raises:
+        ValueError: the path is outside ``allowed_prefixes`` or does not name a callable.
+    """
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"_target_ must be a dotted path, got {path!r}")
+    if allowed_prefixes is not None and not path.startswith(tuple(allowed_prefixes)):
+        raise ValueError(
+            f"_target_ {path!r} is outside {list(allowed_prefixes)}: this loader only builds conformer_prune "
+            "modules (edit the config, or build the model yourself with hydra.utils.instantiate)"
+        )
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError as err:
+            raise ValueError(f"_target_ {path!r}: {err}") from err
+        if not callable(obj):
+            raise ValueError(f"_target_ {path!r} is not callable")
+        return obj
+    raise ValueError(f"_target_ {path!r}: no importable module in it")
+
+
+def instantiate_node(node: Any, allowed_prefixes: Sequence[str] | None = SAFE_PREFIXES) -> Any:
+    """Build a config node: a mapping with ``_target_`` is called with its other keys (built first,
+    recursively), or wrapped in :func:`functools.partial` when ``_partial_`` is true; ``_args_`` are
+    positional arguments. Lists and plain mappings are built element by element; other values pass.
+    """
+    if isinstance(node, Mapping):
+        if "_target_" not in node:
+            return {k: instantiate_node(v, allowed_prefixes) for k, v in node.items()}
+        unknown = {k for k in node if k.startswith("_") and k.endswith("_")} - _NODE_KEYS
+        if unknown:
+            raise ValueError(f"_target_ {node['_target_']!r}: unsupported keys {sorted(unknown)}")
+        target = resolve_target(node["_target_"], allowed_prefixes)
+        args = [instantiate_node(a, allowed_prefixes) for a in node.get("_args_", [])]
+        kwargs = {k: instantiate_node(v, allowed_prefixes) for k, v in node.items() if k not in _NODE_KEYS}
+        if node.get("_partial_", False):
+            return functools.partial(target, *args, **kwargs)
+        return target(*args, **kwargs)
+    if isinstance(node, list | tuple):
+        return [instantiate_node(v, allowed_prefixes) for v in node]
+    return node
+
+
+# -- loading an export ----------------------------------------------------------------------------
+def _to_mono(waveform: Tensor | np.ndarray) -> tuple[Tensor, int]:
+    """``(N,)``, ``(C, N)`` → mono ``(N,)`` float32 and the input's channel count."""
+    x = torch.as_tensor(np.asarray(waveform) if not isinstance(waveform, Tensor) else waveform).float()
+    if x.dim() == 1:
+        return x, 1
+    if x.dim() == 2:
+        return x.mean(0), x.size(0)
+    raise ValueError(f"expected a waveform of shape (N,) or (C, N), got {tuple(x.shape)}")
+
+
+@dataclass
+class LoadedModel:
+    """A model loaded from an export directory, ready to transcribe.
+
+    Attributes:
+        net: ``CTCModel`` or ``TransducerModel`` in eval mode (plain ``nn.Module``).
+        tokenizer: the SentencePiece tokenizer (id 0 = blank).
+        feature_extractor: waveform ``(N,)`` + sample rate → normalised ``(T, F)`` features.
+        decoder: text decoder (see :func:`transcribe_features`); greedy unless asked otherwise.
+        config: the export's ``config.yaml`` as a dict.
+        path: the export directory.
+    """
+
+    net: nn.Module
+    tokenizer: Any
+    feature_extractor: nn.Module
+    decoder: Decoder
+    config: dict = field(repr=False)
+    path: Path | None = None
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate the features expect; other rates are resampled."""
+        return int(self.feature_extractor.sample_rate)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @torch.no_grad()
+    def features(self, waveform: Tensor | np.ndarray, sample_rate: int, name: str = "waveform") -> Tensor:
+        """``(N,)`` or ``(C, N)`` samples at ``sample_rate`` → ``(T, F)`` features; notes a downmix or resample.
+
+        Raises:
+            ValueError: the waveform is empty or too short for the model (7 frames, ~70 ms).
+        """
+        mono, channels = _to_mono(waveform)
+        if channels > 1:
+            log.info("%s: %d channels, downmixed to mono", name, channels)
+        if int(sample_rate) != self.sample_rate:
+            log.info("%s: resampled from %d Hz to %d Hz", name, int(sample_rate), self.sample_rate)
+        if mono.numel() == 0:
+            raise ValueError(f"{name}: no samples")
+        feats = self.feature_extractor(mono, int(sample_rate))  # (T, F)
+        if feats.size(0) < 7:
+            raise ValueError(f"{name}: {mono.numel()} samples is too short to transcribe (need about 70 ms)")
+        return feats
+
+    @torch.no_grad()
+    def transcribe_batch(
+        self,
+        waveforms: Sequence[Tensor | np.ndarray],
+        sample_rates: int | Sequence[int],
+        names: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Transcribe several waveforms (each ``(N,)`` or ``(C, N)``) in one padded batch."""
+        if not waveforms:
+            return []
+        rates = [sample_rates] * len(waveforms) if isinstance(sample_rates, int) else list(sample_rates)
+        names = list(names) if names is not None else [f"waveform {i}" for i in range(len(waveforms))]
+        return self.decode_features([self.features(w, r, n) for w, r, n in zip(waveforms, rates, names, strict=True)])
+
+    @torch.no_grad()
+    def decode_features(self, features: Sequence[Tensor]) -> list[str]:
+        """Transcribe a list of ``(T_i, F)`` feature matrices (from :meth:`features`) in one padded batch."""
+        if not features:
+            return []
+        lens = torch.tensor([f.size(0) for f in features])
+        batch = nn.utils.rnn.pad_sequence(list(features), batch_first=True)  # (B, T, F)
+        return transcribe_features(self.net, batch.to(self.device), lens.to(self.device), self.decoder)
+
+    def transcribe(self, waveform: Tensor | np.ndarray, sample_rate: int) -> str:
+        """Transcribe one waveform ``(N,)`` or ``(C, N)`` at ``sample_rate``."""
+        return self.transcribe_batch([waveform], sample_rate)[0]
+
+
+def read_export_config(path: str | Path) -> dict:
+    """``config.yaml`` of an export directory as a plain dict (``ValueError`` naming the file if unusable)."""
+    import yaml
+
+    file = Path(path) / CONFIG_FILE
+    if not file.is_file():
+        raise ValueError(
+            f"{file} does not exist: {path} is not an export directory (make one with "
+            "`python scripts/export.py ckpt_path=<checkpoint> out_dir=<dir>`)"
+        )
+    try:
+        config = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{file} is not valid YAML: {err}") from err
+    if not isinstance(config, dict) or "net" not in config:
+        raise ValueError(f"{file} has no `net` section: it was not written by the exporter (re-export the model)")
+    return config
+
+
+def build_net(config: Mapping[str, Any], allowed_prefixes: Sequence[str] | None = SAFE_PREFIXES) -> nn.Module:
+    """The (untrained) network described by the ``net`` node of an export config."""
+    net = instantiate_node(dict(config["net"]), allowed_prefixes)
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"config `net` built a {type(net).__name__}, not an nn.Module")
+    return net
+
+
+def build_decoder(config: Mapping[str, Any], tokenizer: Any, name: str | None = None) -> Decoder:
+    """The decoder ``name`` of the config's ``decoding`` section (``None``: its ``default``)."""
+    decoding = dict(config.get("decoding") or {})
+    name = name or decoding.get("default", "greedy")
+    if name not in decoding or not isinstance(decoding[name], Mapping):
+        options = sorted(k for k, v in decoding.items() if isinstance(v, Mapping))
+        raise ValueError(f"decoding.{name} is not in the export's config.yaml; options: {options}")
+    return instantiate_node(dict(decoding[name]))(tokenizer=tokenizer)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", decoder: str | None = None) -> LoadedModel:
+    """Load an export directory: network (eval mode), tokenizer, feature extractor and decoder.
+
+    Args:
+        path: directory written by :func:`conformer_prune.export.export_checkpoint`.
+        device: where the network runs.
+        decoder: a name from ``config.yaml``'s ``decoding`` section (``None``: its ``default``, greedy).
+
+    Raises:
+        ValueError: a file is missing, unreadable or does not match the config; the message names it.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from conformer_prune.data.tokenizer import Tokenizer
+
+    root = Path(path)
+    config = read_export_config(root)
+    net = build_net(config)
+    weights = root / config.get("weights", WEIGHTS_FILE)
+    if not weights.is_file():
+        raise ValueError(f"{weights} does not exist: the export is incomplete (re-export the model)")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{weights} is not a readable safetensors file: {err}") from err
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{weights} does not match {root / CONFIG_FILE} (were they copied from different exports?): {err}"
+        ) from err
+    net.to(device).eval()
+    tok_file = root / config.get("tokenizer", TOKENIZER_FILE)
+    if not tok_file.is_file():
+        raise ValueError(f"{tok_file} does not exist: the export is incomplete (re-export the model)")
+    tokenizer = Tokenizer.from_bytes(tok_file.read_bytes())
+    vocab = getattr(net, "vocab_size", None)
+    if vocab is not None and vocab != tokenizer.vocab_size:
+        raise ValueError(f"{tok_file} has {tokenizer.vocab_size} ids but the model outputs {vocab}: re-export")
+    if not config.get("features"):
+        raise ValueError(f"{root / CONFIG_FILE} has no `features` section: re-export from a training checkpoint")
+    extractor = instantiate_node(dict(config["features"]))
+    extractor.eval()
+    return LoadedModel(net, tokenizer, extractor, build_decoder(config, tokenizer, decoder), config, root)
+
+
+# -- command line (scripts/transcribe.py) ---------------------------------------------------------
+def read_audio(path: str | Path) -> tuple[Tensor, int]:
+    """Read an audio file (any format libsndfile reads: FLAC, WAV, OGG, ...) as ``(C, N)`` float32 + rate.
+
+    Raises:
+        ValueError: the file is missing or unreadable; the message names it.
+    """
+    import soundfile
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"{file}: no such file")
+    try:
+        data, rate = soundfile.read(str(file), dtype="float32", always_2d=True)  # (N, C)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
+        raise ValueError(f"{file}: unreadable audio ({err})") from err
+    return torch.from_numpy(data.T.copy()), int(rate)
+
+
+def transcribe_files(cfg: Any, out: IO[str] | None = None) -> int:
+    """Transcribe ``cfg.audio`` with the export at ``cfg.model_path``; one ``<path>\\t<text>`` line each.
+
+    Files that cannot be read or transcribed are reported on stderr (logging) and skipped; the others
+    are still transcribed.
+
+    Args:
+        cfg: ``model_path``, ``audio`` (a path or list of paths), ``decoder`` (name or null),
+            ``device``, ``batch_size``, ``threads`` (null: torch's default).
+        out: where the transcript lines go (default ``sys.stdout``).
+
+    Returns:
+        Exit status: 0 if every file was transcribed, 1 otherwise.
+    """
+    out = out or sys.stdout
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    audio = cfg.audio
+    paths = [str(audio)] if isinstance(audio, str | Path) else [str(a) for a in audio]
+    if not paths:
+        raise ValueError("audio is empty: pass audio=[a.flac,b.wav]")
+    batch_size = int(cfg.get("batch_size") or 1)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model = load_model(cfg.model_path, device=cfg.get("device") or "cpu", decoder=cfg.get("decoder"))
+    failed = 0
+    for start in range(0, len(paths), batch_size):
+        names, feats = [], []
+        for p in paths[start : start + batch_size]:
+            try:
+                wave, rate = read_audio(p)
+                feats.append(model.features(wave, rate, p))  # a bad file fails alone, not its batch
+            except ValueError as err:
+                log.error("%s", err)
+                failed += 1
+                continue
+            names.append(p)
+        for name, text in zip(names, model.decode_features(feats), strict=True):
+            out.write(f"{name}\t{text}\n")
+        out.flush()
+    if failed:
+        log.error("%d of %d files could not be transcribed", failed, len(paths))
+    return 1 if failed else 0

@@ -12,7 +12,8 @@ Two prunable sites, each a :class:`~conformer_prune.dropout.UnitDropout` over ``
 
 After compaction heads may have different widths (``qk_dims``/``v_dims`` per head); the original
 ``1/sqrt(d_head)`` scale is kept. A head with no value dim left is removed; a head with no query dim
-left attends uniformly.
+left attends uniformly. Such heads are computed in one batched matmul by
+scattering each into a zero-padded slot of the widest head width (exact: zero dims add nothing).
 
 Shapes: ``B`` batch, ``T`` frames, ``D`` model dim, ``H`` heads, ``Sq``/``Sv`` total query/value dims.
 """
@@ -37,6 +38,11 @@ def relative_positions(length: int, d_model: int, device: torch.device, dtype: t
     angles = offsets[:, None] * inv_freq[None, :]  # (2T-1, D/2)
     emb = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)[:, :d_model]  # (2T-1, D)
     return emb.to(dtype)
+
+
+def _scatter(x: Tensor, slots: Tensor, width: int) -> Tensor:
+    """Place the last dim of ``x`` at positions ``slots`` of a zero tensor whose last dim is ``width``."""
+    return x.new_zeros(*x.shape[:-1], width).index_copy_(x.dim() - 1, slots, x)
 
 
 def rel_shift(scores: Tensor) -> Tensor:
@@ -97,6 +103,7 @@ class RelPositionMultiHeadAttention(nn.Module):
         self.attention_dropout = nn.Dropout(attention_dropout)
         self.query_dropout: UnitDropout = (query_dropout or NoDropout)(sq)
         self.value_dropout: UnitDropout = (value_dropout or NoDropout)(sv)
+        self._set_slots()
 
     @property
     def num_heads(self) -> int:
@@ -128,31 +135,38 @@ class RelPositionMultiHeadAttention(nn.Module):
         v = self.value_dropout(self.linear_v(x))  # (B, T, Sv)
         pad = key_padding_mask[:, None, None, :]  # (B, 1, 1, T)
 
+        h = self.num_heads
         if self._uniform_heads():
-            h, dk, dv = self.num_heads, self.qk_dims[0], self.v_dims[0]
-            q_u = q_u.view(b, t, h, dk).transpose(1, 2)  # (B, H, T, dk)
-            q_v = q_v.view(b, t, h, dk).transpose(1, 2)
-            k = k.view(b, t, h, dk).permute(0, 2, 3, 1)  # (B, H, dk, T)
-            p = p.view(-1, h, dk).permute(1, 2, 0)  # (H, dk, 2T-1)
-            scores = (q_u @ k + rel_shift(q_v @ p)) * self.scale  # (B, H, T, T)
-            attn = self.attention_dropout(scores.masked_fill(pad, float("-inf")).softmax(-1))
-            out = attn @ v.view(b, t, h, dv).transpose(1, 2)  # (B, H, T, dv)
-            return self.linear_out(out.transpose(1, 2).reshape(b, t, h * dv))
+            dk, dv = self.qk_dims[0], self.v_dims[0]
+        else:
+            # Heads of different widths (a compacted model): scatter every head into a zero-padded
+            # slot of the widest width. Zero dims add nothing to a dot product, so this is exact, and
+            # it keeps one batched matmul instead of a loop over heads.
+            dk, dv = max(max(self.qk_dims), 1), max(self.v_dims)
+            q_u, q_v, k = (_scatter(z, self.qk_slots, h * dk) for z in (q_u, q_v, k))  # (B, T, H*dk)
+            p = _scatter(p, self.qk_slots, h * dk)  # (2T-1, H*dk)
+            v = _scatter(v, self.v_slots, h * dv)  # (B, T, H*dv)
+        q_u = q_u.view(b, t, h, dk).transpose(1, 2)  # (B, H, T, dk)
+        q_v = q_v.view(b, t, h, dk).transpose(1, 2)
+        k = k.view(b, t, h, dk).permute(0, 2, 3, 1)  # (B, H, dk, T)
+        p = p.view(-1, h, dk).permute(1, 2, 0)  # (H, dk, 2T-1)
+        scores = (q_u @ k + rel_shift(q_v @ p)) * self.scale  # (B, H, T, T)
+        attn = self.attention_dropout(scores.masked_fill(pad, float("-inf")).softmax(-1))
+        out = (attn @ v.view(b, t, h, dv).transpose(1, 2)).transpose(1, 2).reshape(b, t, h * dv)  # (B, T, H*dv)
+        if not self._uniform_heads():
+            out = out.index_select(-1, self.v_slots)  # (B, T, Sv)
+        return self.linear_out(out)
 
-        # Heads of different widths (a compacted model): one matmul chain per head.
-        outs = []
-        q_u_h, q_v_h = q_u.split(self.qk_dims, -1), q_v.split(self.qk_dims, -1)
-        k_h, p_h = k.split(self.qk_dims, -1), p.split(self.qk_dims, -1)
-        for head, v_head in enumerate(v.split(self.v_dims, -1)):
-            if self.qk_dims[head] == 0:  # every query dim pruned: constant logits, uniform attention
-                scores = x.new_zeros(b, t, t)
-            else:
-                content = q_u_h[head] @ k_h[head].transpose(1, 2)  # (B, T, T)
-                position = rel_shift(q_v_h[head] @ p_h[head].T)  # (B, T, T)
-                scores = (content + position) * self.scale
-            attn = self.attention_dropout(scores.masked_fill(pad[:, 0], float("-inf")).softmax(-1))
-            outs.append(attn @ v_head)  # (B, T, dv_h)
-        return self.linear_out(torch.cat(outs, -1))
+    def _set_slots(self) -> None:
+        """Position of every dim in the zero-padded layout of ``H`` slots of the widest head width."""
+
+        def slots(dims: list[int]) -> Tensor:
+            width = max(max(dims, default=0), 1)
+            return torch.cat([torch.arange(n) + i * width for i, n in enumerate(dims)] or [torch.zeros(0)]).long()
+
+        device = self.linear_q.weight.device
+        self.register_buffer("qk_slots", slots(self.qk_dims).to(device), persistent=False)
+        self.register_buffer("v_slots", slots(self.v_dims).to(device), persistent=False)
 
     @torch.no_grad()
     def compact_(self) -> None:
@@ -176,3 +190,4 @@ class RelPositionMultiHeadAttention(nn.Module):
         self.linear_out = slice_linear(self.linear_out, in_keep=v_keep)
         self.query_dropout = NoDropout(sum(self.qk_dims))
         self.value_dropout = NoDropout(sum(self.v_dims))
+        self._set_slots()

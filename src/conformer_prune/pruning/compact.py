@@ -1,6 +1,7 @@
 """Walk a model's prunable sites: what would be kept, and a compacted copy with parameter counts.
 
-The sites do their own surgery (``compact_``); this module only walks, counts and reports.
+The sites do their own surgery (``compact_``); this module only walks, counts and reports (parameters,
+kept units and heads, multiply-accumulates per second of audio).
 """
 
 from __future__ import annotations
@@ -8,10 +9,15 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from conformer_prune.dropout.base import LearnsRetention
 from conformer_prune.models.conformer import SITE_KINDS, ConformerEncoder
+
+FRAMES_PER_SECOND = 100.0
+"""Feature frames per second of audio (10 ms hop) used for MACs per second."""
 
 
 def count_params(module: nn.Module) -> int:
@@ -75,3 +81,34 @@ def param_report(dense: nn.Module, compacted: nn.Module) -> dict:
         "site_params_before": per_kind(enc_before),
         "site_params_after": per_kind(enc_after),
     }
+
+
+def kept_heads(net: nn.Module, num_heads: int) -> list[list[int]]:
+    """Per-layer ``[heads left, heads before]``; a head with no value dim left is removed by compaction."""
+    return [[layer.attn.num_heads, num_heads] for layer in encoder_of(net).layers]
+
+
+@torch.no_grad()
+def macs_per_second(
+    net: nn.Module, input_dim: int, seconds: float = 10.0, frames_per_second: float = FRAMES_PER_SECOND
+) -> float:
+    """Multiply-accumulates per second of audio of ``net``'s forward pass (encoder, plus the CTC head).
+
+    Counted with :class:`torch.utils.flop_counter.FlopCounterMode` on one ``seconds``-long utterance,
+    so it counts exactly the matrix products and convolutions that run (per-head widths, pruned heads,
+    the quadratic attention terms at that length); element-wise work is not counted. ``MACs = FLOPs / 2``.
+
+    Args:
+        net: ``CTCModel``, ``TransducerModel`` (its forward is the encoder) or a bare encoder.
+        input_dim: feature dim ``F``.
+        seconds: utterance length the count is made on (attention makes MACs/s grow with length).
+        frames_per_second: feature frame rate (100 for a 10 ms hop).
+    """
+    mode = net.training
+    net.eval()
+    frames = max(int(round(seconds * frames_per_second)), 7)
+    features = torch.zeros(1, frames, input_dim)  # (B, T, F)
+    with FlopCounterMode(display=False) as counter:
+        net(features, torch.tensor([frames]))
+    net.train(mode)
+    return counter.get_total_flops() / 2 / seconds

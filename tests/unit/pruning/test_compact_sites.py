@@ -11,30 +11,7 @@ from hypothesis import strategies as st
 from conformer_prune.dropout import AdaptiveDropout, HardConcreteGate
 from conformer_prune.models.attention import RelPositionMultiHeadAttention, relative_positions
 from conformer_prune.models.conformer import ConformerEncoder, ConvModule, FeedForward
-
-
-def set_keep(site, keep: list[bool], rng: torch.Generator) -> None:
-    """Kept units get random logits above 0 (σ>0.5), pruned ones below."""
-    mag = torch.rand(len(keep), generator=rng) * 4 + 0.05
-    with torch.no_grad():
-        site.keep_logits.copy_(torch.where(torch.tensor(keep), mag, -mag))
-
-
-def randomize_(module: torch.nn.Module, rng: torch.Generator) -> None:
-    """Non-trivial weights and BatchNorm statistics (fresh BN is the identity and would hide bugs)."""
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                m.running_mean.normal_(0, 1, generator=rng)
-                m.running_var.uniform_(0.5, 2.0, generator=rng)
-                m.weight.normal_(1, 0.2, generator=rng)
-                m.bias.normal_(0, 0.2, generator=rng)
-        for p in module.parameters():
-            if p.dim() == 1 and not isinstance(p, torch.nn.Parameter):
-                continue
-        for name, p in module.named_parameters():
-            if name.endswith("pos_bias_u") or name.endswith("pos_bias_v"):
-                p.normal_(0, 0.5, generator=rng)
+from tests.helpers import closed_form_params, randomize_, set_keep, single_thread  # noqa: F401 - autouse fixture
 
 
 @settings(max_examples=25, deadline=None)
@@ -92,20 +69,6 @@ def test_compacted_attention_matches_gated_eval(q_keep: list[bool], v_keep: list
     assert attn.num_heads == sum(live_heads)
     assert sum(attn.v_dims) == sum(v_keep)
     assert sum(attn.qk_dims) == sum(k for i, k in enumerate(q_keep) if live_heads[i // 4])
-
-
-def closed_form_params(d: int, widths: list[dict], kernel: int, sub: int, feat: int) -> int:
-    """Encoder parameter count from the per-layer widths alone."""
-    f = ((feat - 3) // 2 + 1 - 3) // 2 + 1
-    total = (9 * sub + sub) + (9 * sub * sub + sub) + (sub * f * d + d)  # front end
-    for w in widths:
-        ffn = sum(2 * d + (2 * d * u + u + d) for u in (w["ffn1"], w["ffn2"]))  # LN + linears
-        sq, sv = sum(w["qk_dims"]), sum(w["v_dims"])
-        attn = 2 * d + 2 * (d * sq + sq) + d * sq + 2 * sq + (d * sv + sv) + (sv * d + d)
-        c = w["conv"]
-        conv = 2 * d + (d * 2 * c + 2 * c) + c * kernel + 2 * c + (c * d + d)
-        total += ffn + attn + conv + 2 * d  # + final LN
-    return total
 
 
 @settings(max_examples=10, deadline=None)

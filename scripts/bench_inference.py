@@ -1,0 +1,170 @@
+"""Dense vs compacted inference speed on CPU, next to the MAC ratio (the bound for removing those weights).
+
+Two ways to get the pair of models:
+
+* an export and its training checkpoint: the masked (dense) model comes from the checkpoint, the
+  compacted one from the export directory::
+
+      python scripts/bench_inference.py --export outputs/train/runs/<run>/export \\
+          --ckpt outputs/train/runs/<run>/checkpoints/<best>.ckpt
+
+* synthetic, no trained model needed: random weights, an encoder preset of ``conf/model/encoder``, and
+  a random keep pattern per site keeping a given fraction of its units (``--keep 0.5`` everywhere, or
+  ``--keep ffn=0.4,query=0.5,value=0.6,conv=0.5``)::
+
+      python scripts/bench_inference.py --synthetic --preset quickstart --keep 0.5
+
+Both models run the same random features (``--batch`` utterances of ``--seconds``) in the same process
+with ``--threads`` intra-op threads, alternating, after warm-up; each figure is the median of
+``--runs`` timings. The real-time factor is seconds of compute per second of audio. The last line is
+``speedup=<dense / compacted time> flop_bound=<dense / compacted MACs>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from conformer_prune.dropout import AdaptiveDropout
+from conformer_prune.inference import load_model
+from conformer_prune.models import ConformerEncoder
+from conformer_prune.models.ctc import CTCModel
+from conformer_prune.pruning.compact import FRAMES_PER_SECOND, compact_copy, count_params, encoder_of, macs_per_second
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE_GROUPS = {"ffn": ("ffn1", "ffn2"), "query": ("query",), "value": ("value",), "conv": ("conv",)}
+
+
+def parse_keep(text: str) -> dict[str, float]:
+    """``"0.5"`` or ``"ffn=0.4,query=0.5,..."`` → keep fraction per site kind."""
+    kinds = [k for group in SITE_GROUPS.values() for k in group]
+    if "=" not in text:
+        keep = dict.fromkeys(kinds, float(text))
+    else:
+        keep = dict.fromkeys(kinds, 1.0)
+        for item in text.split(","):
+            group, value = (s.strip() for s in item.split("="))
+            if group not in SITE_GROUPS:
+                raise SystemExit(f"--keep: unknown site group {group!r}; use {sorted(SITE_GROUPS)}")
+            keep.update(dict.fromkeys(SITE_GROUPS[group], float(value)))
+    if not all(0.0 <= v <= 1.0 for v in keep.values()):
+        raise SystemExit(f"--keep: fractions must be in [0, 1], got {keep}")
+    return keep
+
+
+def synthetic_pair(preset: str, keep: dict[str, float], vocab: int, seed: int) -> tuple[nn.Module, nn.Module, int]:
+    """A random CTC model with adaptive dropout at every site, ``keep[kind]`` of each site's units kept."""
+    cfg = yaml.safe_load((ROOT / "conf" / "model" / "encoder" / f"{preset}.yaml").read_text())
+    args = {k: v for k, v in cfg.items() if not k.startswith("_") and not k.endswith("_dropout")}
+    torch.manual_seed(seed)
+    encoder = ConformerEncoder(
+        **args,
+        ffn_dropout=AdaptiveDropout,
+        query_dropout=AdaptiveDropout,
+        value_dropout=AdaptiveDropout,
+        conv_dropout=AdaptiveDropout,
+    )
+    dense = CTCModel(encoder, vocab).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for site in encoder.sites():
+            units = site.module.num_units
+            kept = torch.randperm(units, generator=gen)[: round(keep[site.kind] * units)]
+            logits = torch.full((units,), -3.0)
+            logits[kept] = 3.0
+            site.module.keep_logits.copy_(logits)
+    return dense, compact_copy(dense), int(args["input_dim"])
+
+
+def exported_pair(export_dir: str, ckpt: str) -> tuple[nn.Module, nn.Module, int]:
+    from conformer_prune.export import build_dense_net, read_checkpoint
+
+    checkpoint = read_checkpoint(ckpt)
+    dense = build_dense_net(checkpoint, ckpt)
+    input_dim = int(checkpoint["hyper_parameters"]["net_config"]["encoder"].get("input_dim", 80))
+    return dense, load_model(export_dir).net, input_dim
+
+
+@torch.no_grad()
+def time_once(net: nn.Module, features: torch.Tensor, lens: torch.Tensor) -> float:
+    start = time.perf_counter()
+    net(features, lens)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--export", help="export directory (with --ckpt)")
+    source.add_argument("--synthetic", action="store_true", help="random weights and keep patterns")
+    parser.add_argument("--ckpt", help="the training checkpoint the export was made from")
+    parser.add_argument("--preset", default="quickstart", help="conf/model/encoder preset (synthetic)")
+    parser.add_argument("--keep", default="0.5", help="kept fraction per site (synthetic): 0.5 or ffn=0.4,...")
+    parser.add_argument("--vocab", type=int, default=256, help="CTC vocabulary (synthetic)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each utterance")
+    parser.add_argument("--batch", type=int, default=1, help="utterances per forward pass")
+    parser.add_argument("--runs", type=int, default=9, help="timed runs per model (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.export and not args.ckpt:
+        parser.error("--export needs --ckpt (the dense model comes from the training checkpoint)")
+
+    torch.set_num_threads(args.threads)
+    if args.synthetic:
+        keep = parse_keep(args.keep)
+        dense, compact, input_dim = synthetic_pair(args.preset, keep, args.vocab, args.seed)
+        what = f"synthetic {args.preset}, keep " + ", ".join(f"{k}={v:g}" for k, v in keep.items())
+    else:
+        dense, compact, input_dim = exported_pair(args.export, args.ckpt)
+        what = f"export {args.export}"
+
+    frames = int(round(args.seconds * FRAMES_PER_SECOND))
+    features = torch.randn(args.batch, frames, input_dim, generator=torch.Generator().manual_seed(args.seed))
+    lens = torch.full((args.batch,), frames)
+    for _ in range(args.warmup):
+        time_once(dense, features, lens)
+        time_once(compact, features, lens)
+    times: dict[str, list[float]] = {"dense": [], "compact": []}
+    for _ in range(args.runs):  # alternate, so drifting machine load hits both alike
+        times["dense"].append(time_once(dense, features, lens))
+        times["compact"].append(time_once(compact, features, lens))
+    median = {k: statistics.median(v) for k, v in times.items()}
+    audio = args.batch * args.seconds
+    macs = {
+        "dense": macs_per_second(dense, input_dim, args.seconds),
+        "compact": macs_per_second(compact, input_dim, args.seconds),
+    }
+
+    print(f"model: {what}")
+    print(f"cpu threads={torch.get_num_threads()} torch={torch.__version__} input={args.batch} x {args.seconds:g} s")
+    print(
+        f"params: dense {count_params(dense):,} -> compact {count_params(compact):,} "
+        f"(encoder {count_params(encoder_of(dense)):,} -> {count_params(encoder_of(compact)):,})"
+    )
+    kept = {}
+    for site in encoder_of(dense).sites():
+        k, t = kept.get(site.kind, (0, 0))
+        kept[site.kind] = (k + int(site.module.keep_mask().sum()), t + site.module.num_units)
+    print("kept units: " + ", ".join(f"{kind} {k}/{t}" for kind, (k, t) in kept.items()))
+    heads = [layer.attn.num_heads for layer in encoder_of(compact).layers]
+    print(f"heads per layer after compaction: {heads}")
+    print(f"MACs per second of audio: dense {macs['dense'] / 1e6:.1f}M -> compact {macs['compact'] / 1e6:.1f}M")
+    for name in ("dense", "compact"):
+        runs = ", ".join(f"{t * 1e3:.1f}" for t in sorted(times[name]))
+        print(f"{name:8s} RTF {median[name] / audio:.4f} (median of {args.runs} runs, ms: {runs})")
+    speedup = median["dense"] / median["compact"]
+    bound = macs["dense"] / macs["compact"]
+    print(f"speedup / flop_bound = {speedup / bound:.2f}")
+    print(f"speedup={speedup:.2f} flop_bound={bound:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""Export a compacted model: python scripts/export.py ckpt_path=<checkpoint> out_dir=<dir> [threshold=0.5]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from conformer_prune.export import export
+
+
+@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""Transcribe audio with an exported model: python scripts/transcribe.py model_path=<dir> audio=[a.flac,b.wav]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from conformer_prune.inference import transcribe_files
+
+
+@hydra.main(config_path="../conf", config_name="transcribe", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    raise SystemExit(transcribe_files(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,572 @@
+"""Export a training checkpoint as a physically smaller model that stock code reloads.
+
+Nothing is written until the model has been verified:
+
+1. read the checkpoint (``state_dict`` with ``net.`` keys; ``hyper_parameters.net_config`` and
+   ``feature_config``; ``tokenizer_model``) and rebuild the network in eval mode. With adaptive
+   dropout that *is* the hard-gated masked model: a unit whose retention probability is below the
+   threshold has eval gate 0, a kept unit is multiplied by its gate;
+2. compact a copy: every site removes its pruned units and folds its kept gates into the adjacent
+   weights (``../shared/DESIGN.md`` §4), so no dropout module is left;
+3. describe the compacted structure as config (``layer_widths`` of every layer, every dropout site
+   ``null``), rebuild it from that config with stock code (:func:`conformer_prune.inference.build_net`,
+   exactly what :func:`~conformer_prune.inference.load_model` runs) and load the compacted weights;
+4. run the rebuilt model and the masked model on real utterances (the run's evaluation data; generated
+   features, with a note, when no data can be reached): max absolute difference of the outputs
+   (CTC log-probabilities, transducer encoder output) over valid frames must be ``<= atol`` and the
+   greedy transcripts identical, or the export is refused;
+5. write ``config.yaml``, ``model.safetensors``, ``tokenizer.model``, ``report.json`` (and optionally
+   ``model.torchscript.pt``) into a temporary directory next to ``out_dir`` and move it into place.
+
+A model trained without a pruning strategy (e.g. ``dropout=standard``) exports dense, with a note.
+``scripts/export.py`` is a three-line ``@hydra.main`` around :func:`export`.
+
+Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``D`` model dim, ``V`` vocab.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import re
+import shutil
+import tempfile
+import warnings
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from conformer_prune.data.tokenizer import Tokenizer
+from conformer_prune.dropout.adaptive import AdaptiveDropout
+from conformer_prune.dropout.base import LearnsRetention
+from conformer_prune.inference import (
+    CONFIG_FILE,
+    EXPORT_FORMAT,
+    REPORT_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    build_net,
+    instantiate_node,
+)
+from conformer_prune.models.ctc import CTCModel, ctc_greedy_ids
+from conformer_prune.models.transducer import TransducerModel
+from conformer_prune.pruning.compact import (
+    FRAMES_PER_SECOND,
+    compact_copy,
+    count_params,
+    encoder_of,
+    kept_heads,
+    kept_units,
+    macs_per_second,
+    param_report,
+)
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+FEATURES_TARGET = "conformer_prune.data.features.FeatureExtractor.from_config"
+DROPOUT_KEYS = ("ffn_dropout", "query_dropout", "value_dropout", "conv_dropout")
+MAC_REFERENCE_SECONDS = 10.0
+
+
+class ExportVerificationError(ValueError):
+    """The compacted model does not compute what the masked model computes: nothing was written."""
+
+
+# -- reading the checkpoint -------------------------------------------------------------------------
+def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
+    """Load a training checkpoint and check it has what export needs.
+
+    Raises:
+        ValueError: missing, unreadable or incomplete checkpoint; the message names the file.
+    """
+    file = Path(ckpt_path)
+    if not file.is_file():
+        raise ValueError(f"{file}: no such checkpoint (ckpt_path must be a <run>/checkpoints/*.ckpt file)")
+    try:  # a Lightning checkpoint pickles its hyper-parameters: load only checkpoints you trust
+        ckpt = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise ValueError(f"{file} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ValueError(f"{file} has no state_dict: it is not a Lightning training checkpoint of this project")
+    hparams = ckpt.get("hyper_parameters") or {}
+    for key, why in (("net_config", "the architecture"), ("feature_config", "the features (CMVN statistics)")):
+        if not isinstance(hparams.get(key), dict):
+            raise ValueError(
+                f"{file}: hyper_parameters.{key} is missing, so {why} cannot be rebuilt; export needs a "
+                "checkpoint written by scripts/train.py"
+            )
+    return ckpt
+
+
+def _tokenizer_of(ckpt: dict, file: Path) -> Tokenizer:
+    """The checkpoint's tokenizer (``tokenizer_model`` bytes, else ``<run>/tokenizer.model``)."""
+
+    model_bytes = ckpt.get("tokenizer_model")
+    source = f"{file} (tokenizer_model)"
+    if model_bytes is None:
+        run_file = file.parent.parent / TOKENIZER_FILE
+        if not run_file.is_file():
+            raise ValueError(f"{file} has no tokenizer_model and {run_file} does not exist: cannot export text output")
+        model_bytes, source = run_file.read_bytes(), str(run_file)
+    try:
+        return Tokenizer.from_bytes(model_bytes)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"{source}: not a usable SentencePiece model: {err}") from err
+
+
+def build_dense_net(ckpt: dict, file: str | Path) -> nn.Module:
+    """The trained network of a checkpoint, in eval mode (the masked model when sites prune)."""
+    net_config = ckpt["hyper_parameters"]["net_config"]
+    try:
+        net = instantiate_node(copy.deepcopy(net_config), allowed_prefixes=None)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"{file}: hyper_parameters.net_config does not build a network: {err}") from err
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    if not state:
+        raise ValueError(f"{file}: state_dict has no `net.*` weights: not a checkpoint of this project's tasks")
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{file}: the weights do not match hyper_parameters.net_config: {err}") from err
+    if not isinstance(net, CTCModel | TransducerModel):
+        raise ValueError(
+            f"{file}: net_config builds a {type(net).__name__}; export handles CTCModel and TransducerModel"
+        )
+    encoder_of(net)  # raises TypeError unless the encoder is a ConformerEncoder
+    return net.eval()
+
+
+# -- configs ----------------------------------------------------------------------------------------
+def compacted_net_config(net_config: dict, layer_widths: list[dict]) -> dict:
+    """The net config with the compacted ``layer_widths`` and no dropout module at any site."""
+    config = copy.deepcopy(net_config)
+    encoder = config["encoder"]
+    for key in DROPOUT_KEYS:
+        encoder[key] = None
+    encoder["layer_widths"] = copy.deepcopy(layer_widths)
+    return config
+
+
+def decoding_config(net: nn.Module) -> dict:
+    """Decoding defaults: greedy (the default) and a beam search, for the model's head."""
+    if isinstance(net, TransducerModel):
+        return {
+            "default": "greedy",
+            "greedy": {
+                "_target_": "conformer_prune.models.transducer_decoding.TransducerGreedyDecoder",
+                "_partial_": True,
+                "max_symbols_per_frame": 5,
+            },
+            "beam": {
+                "_target_": "conformer_prune.models.transducer_decoding.TransducerBeamDecoder",
+                "_partial_": True,
+                "beam_size": 4,
+            },
+        }
+    return {
+        "default": "greedy",
+        "greedy": {
+            "_target_": "conformer_prune.models.decoding.GreedyCTCDecoder",
+            "_partial_": True,
+            "blank": net.blank,
+        },
+        "beam": {
+            "_target_": "conformer_prune.models.decoding.PrefixBeamCTCDecoder",
+            "_partial_": True,
+            "beam_size": 8,
+            "blank": net.blank,
+        },
+    }
+
+
+# -- verification -----------------------------------------------------------------------------------
+def _datamodule_from_run(ckpt_file: Path) -> tuple[Any | None, str]:
+    """The run's data module, rebuilt from ``<run>/.hydra/config.yaml`` (None and why if it can't be)."""
+    config_file = ckpt_file.parent.parent / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        return None, f"{config_file} does not exist"
+    try:
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        datamodule = instantiate(OmegaConf.load(config_file).data)
+        datamodule.setup("fit")
+        return datamodule, ""
+    except Exception as err:  # noqa: BLE001 - any failure means: verify on generated features instead
+        return None, f"the data of {config_file} could not be loaded ({type(err).__name__}: {err})"
+
+
+def verification_batches(
+    datamodule: Any | None, ckpt_file: Path, input_dim: int, num_batches: int
+) -> tuple[list[dict], str, str | None]:
+    """Up to ``num_batches`` evaluation batches, their source, and a note when they are generated."""
+    why = ""
+    if datamodule is None:
+        datamodule, why = _datamodule_from_run(ckpt_file)
+    if datamodule is not None:
+        try:
+            subset = list(datamodule.eval_subsets())[0]
+            batches = list(islice(iter(datamodule.eval_dataloader(subset)), num_batches))
+            if batches:
+                return batches, f"real utterances: {subset}", None
+            why = f"evaluation subset {subset!r} is empty"
+        except Exception as err:  # noqa: BLE001
+            why = f"its evaluation data could not be read ({type(err).__name__}: {err})"
+    gen = torch.Generator().manual_seed(0)
+    lens = torch.tensor([300, 237, 161, 96])  # 3 s, 2.37 s, ... of 10 ms frames
+    features = torch.randn(len(lens), int(lens.max()), input_dim, generator=gen)  # (B, T, F)
+    note = f"verified on generated features, not real utterances: {why}"
+    return [{"features": features, "feature_lens": lens}], "generated features", note
+
+
+@torch.no_grad()
+def _outputs_and_texts(net: nn.Module, features: Tensor, lens: Tensor, tokenizer: Any) -> tuple[Tensor, Tensor, list]:
+    out, out_lens = net(features, lens)  # CTC: log-probs (B, T', V); transducer: encoder (B, T', D)
+    if isinstance(net, TransducerModel):
+        ids = net.greedy_decode(out, out_lens)
+    else:
+        ids = ctc_greedy_ids(out, out_lens, net.blank)
+    return out.float(), out_lens, [tokenizer.decode(seq) for seq in ids]
+
+
+@torch.no_grad()
+def verify(masked: nn.Module, compacted: nn.Module, batches: list[dict], tokenizer: Any, atol: float) -> dict:
+    """Compare the compacted model with the masked one; raise :class:`ExportVerificationError` on a mismatch.
+
+    Returns:
+        ``max_abs_diff`` (over valid frames), ``atol``, ``utterances``, ``transcripts_identical``,
+        ``output`` (what was compared) and ``examples`` (a few greedy transcripts).
+    """
+    max_diff, utterances, examples = 0.0, 0, []
+    for batch in batches:
+        features, lens = batch["features"].float(), batch["feature_lens"]
+        ref, ref_lens, ref_text = _outputs_and_texts(masked, features, lens, tokenizer)
+        out, out_lens, text = _outputs_and_texts(compacted, features, lens, tokenizer)
+        if not torch.equal(ref_lens, out_lens) or ref.shape != out.shape:
+            raise ExportVerificationError(f"compacted output shape {tuple(out.shape)} != masked {tuple(ref.shape)}")
+        valid = torch.arange(ref.size(1))[None, :] < ref_lens[:, None]  # (B, T')
+        diff = (ref - out).abs()[valid]
+        batch_diff = float(diff.max()) if diff.numel() else 0.0
+        if not math.isfinite(batch_diff):
+            raise ExportVerificationError("the compacted model produced non-finite outputs")
+        max_diff = max(max_diff, batch_diff)
+        if text != ref_text:
+            bad = next(i for i, (a, b) in enumerate(zip(ref_text, text)) if a != b)
+            raise ExportVerificationError(
+                f"greedy transcripts differ (utterance {utterances + bad}): masked {ref_text[bad]!r} vs compacted "
+                f"{text[bad]!r}; nothing was written"
+            )
+        utterances += len(text)
+        examples.extend(t[:200] for t in text[: max(0, 3 - len(examples))])
+    if max_diff > atol:
+        raise ExportVerificationError(
+            f"max |compacted - masked| = {max_diff:.3g} > atol={atol:g}: the compacted model is not the masked "
+            "model, so nothing was written (compaction should be exact: please report this checkpoint)"
+        )
+    output = "encoder output" if isinstance(masked, TransducerModel) else "CTC log-probabilities"
+    return {
+        "max_abs_diff": max_diff,
+        "atol": atol,
+        "utterances": utterances,
+        "transcripts_identical": True,
+        "output": output,
+        "examples": examples,
+    }
+
+
+# -- TorchScript ------------------------------------------------------------------------------------
+class _TransducerScriptable(nn.Module):
+    """A transducer's parts as traceable methods: ``forward`` (encoder), ``joint`` and ``predict``."""
+
+    def __init__(self, net: TransducerModel) -> None:
+        super().__init__()
+        self.encoder, self.predictor, self.joiner = net.encoder, net.predictor, net.joiner
+
+    def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, T, F), (B,) -> (B, T', D), (B,)``."""
+        return self.encoder(features, feature_lens)
+
+    def joint(self, enc: Tensor, pred: Tensor) -> Tensor:
+        """Logits of broadcastable ``(..., D)`` encoder and ``(..., P)`` predictor outputs → ``(..., V)``."""
+        return self.joiner(enc, pred)
+
+    def predict(self, tokens: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One predictor step: tokens ``(N,)``, state ``(L, N, P)`` each → ``(N, P)`` and the new state."""
+        out, (h, c) = self.predictor.step(tokens, (h, c))
+        return out, h, c
+
+
+def _example(input_dim: int, lens: list[int], seed: int) -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(len(lens), max(lens), input_dim, generator=gen), torch.tensor(lens)
+
+
+@torch.no_grad()
+def to_torchscript(net: nn.Module, input_dim: int, atol: float = 1e-4) -> torch.jit.ScriptModule:
+    """TorchScript of a compacted model (encoder + CTC head; a transducer's encoder, joiner and predictor step).
+
+    ``torch.jit.script`` cannot compile the encoder (its attention uses Python sets and star-unpacking),
+    so the model is *traced*. The trace is checked against eager on a second batch with a different
+    size and length, which catches any length baked in as a constant. A traced model skips the eager
+    model's Python-level input checks (e.g. "utterance too short"): give it at least 7 frames.
+
+    Raises:
+        RuntimeError: the traced model disagrees with eager (an internal error: please report it).
+    """
+    net = net.eval()
+    features, lens = _example(input_dim, [160, 121], 0)
+    check_features, check_lens = _example(input_dim, [97, 211, 64], 1)
+    with warnings.catch_warnings():  # torch.jit deprecation / TracerWarnings: parity is checked below
+        warnings.simplefilter("ignore")
+        if isinstance(net, TransducerModel):
+            parts = _TransducerScriptable(net).eval()
+            state = torch.zeros(net.predictor.num_layers, 2, net.predictor.pred_dim)
+            enc = torch.randn(2, 5, 1, net.encoder.d_model)
+            pred = torch.randn(2, 1, 3, net.predictor.pred_dim)
+            inputs = {
+                "forward": (features, lens),
+                "joint": (enc, pred),
+                "predict": (torch.tensor([0, 1]), state, state),
+            }
+            traced = torch.jit.trace_module(parts, inputs, check_trace=False)
+            pairs = [(traced.joint(enc[:1, :3], pred[:1]), parts.joint(enc[:1, :3], pred[:1]))]
+        else:
+            traced = torch.jit.trace(net, (features, lens), check_trace=False)
+            pairs = []
+    (out, out_lens), (ref, ref_lens) = traced(check_features, check_lens), net(check_features, check_lens)
+    pairs.append((out, ref))
+    if not torch.equal(out_lens, ref_lens) or any(
+        a.shape != b.shape or not torch.allclose(a, b, atol=atol, rtol=0) for a, b in pairs
+    ):
+        raise RuntimeError("the traced model disagrees with eager on a second input length")
+    return traced
+
+
+# -- export -----------------------------------------------------------------------------------------
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir {out_dir} is a file: choose a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ValueError(f"out_dir {out_dir} exists and is not empty: choose another, or pass overwrite=true")
+
+
+def _safetensors_bytes(module: nn.Module) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous() for k, v in module.state_dict().items()})
+
+
+def _notes_on_strategies(net: nn.Module, threshold: float | None) -> tuple[dict[str, int], list[str]]:
+    sites = encoder_of(net).sites()
+    strategies = Counter(type(site.module).__name__ for site in sites)
+    learned = [s for s in sites if isinstance(s.module, LearnsRetention)]
+    notes = []
+    if not learned:
+        notes.append(
+            "no site learns a retention probability (strategies: "
+            + ", ".join(f"{k} x{v}" for k, v in strategies.items())
+            + "): the model was trained without adaptive dropout, so it is exported dense (same size and speed); "
+            "train with dropout=adaptive to prune"
+        )
+    if threshold is not None and any(not isinstance(s.module, AdaptiveDropout) for s in learned):
+        notes.append(
+            f"threshold={threshold} applies to AdaptiveDropout sites only; other strategies use their own gates"
+        )
+    return dict(strategies), notes
+
+
+def export_checkpoint(
+    ckpt_path: str | Path,
+    out_dir: str | Path,
+    datamodule: Any | None = None,
+    threshold: float | None = None,
+    atol: float = 1e-4,
+    verify_batches: int = 1,
+    overwrite: bool = False,
+    torchscript: bool = False,
+) -> dict:
+    """Compact, verify and write a training checkpoint as a stock-code model; returns the report.
+
+    Args:
+        ckpt_path: Lightning checkpoint written by ``scripts/train.py``.
+        out_dir: export directory (created; must be absent or empty unless ``overwrite``).
+        datamodule: the run's data module, for real verification utterances; ``None`` rebuilds it from
+            ``<run>/.hydra/config.yaml`` (``<run>/checkpoints/<ckpt>``), or generates features with a note.
+        threshold: prune adaptive-dropout units with retention probability below this; ``None`` keeps
+            the threshold the model was trained with (``pruning.threshold``, default 0.5).
+        atol: largest accepted |compacted - masked| output difference.
+        verify_batches: evaluation batches to verify on.
+        overwrite: replace a non-empty ``out_dir``.
+        torchscript: also write ``model.torchscript.pt`` (traced; checked against eager).
+
+    Returns:
+        The ``report.json`` content (see ``conf/export.yaml`` for a description of its keys).
+
+    Raises:
+        ValueError: unusable checkpoint, bad argument or non-empty ``out_dir``; nothing is written.
+        ExportVerificationError: the compacted model does not match the masked one; nothing is written.
+    """
+    ckpt_file, out_dir = Path(ckpt_path), Path(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    if threshold is not None and not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if atol <= 0 or verify_batches < 1:
+        raise ValueError(f"atol must be > 0 and verify_batches >= 1, got atol={atol}, verify_batches={verify_batches}")
+
+    ckpt = read_checkpoint(ckpt_file)
+    hparams = ckpt["hyper_parameters"]
+    tokenizer = _tokenizer_of(ckpt, ckpt_file)
+    masked = build_dense_net(ckpt, ckpt_file)
+    if masked.vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"{ckpt_file}: the tokenizer has {tokenizer.vocab_size} ids but the model outputs {masked.vocab_size}"
+        )
+    encoder_config = hparams["net_config"]["encoder"]
+    input_dim, num_heads = int(encoder_config.get("input_dim", 80)), int(encoder_config.get("num_heads", 4))
+    feature_config = copy.deepcopy(hparams["feature_config"])
+    n_mels = feature_config.get("n_mels")
+    if n_mels is not None and int(n_mels) != input_dim:
+        raise ValueError(f"{ckpt_file}: feature_config.n_mels={n_mels} but the encoder's input_dim={input_dim}")
+    if threshold is not None:
+        for site in encoder_of(masked).sites():
+            if isinstance(site.module, AdaptiveDropout):
+                site.module.threshold = float(threshold)
+    strategies, notes = _notes_on_strategies(masked, threshold)
+
+    # compact, then rebuild from config alone: what is verified is exactly what load_model will build
+    compacted = compact_copy(masked)
+    widths = encoder_of(compacted).layer_widths()
+    net_config = compacted_net_config(hparams["net_config"], widths)
+    try:
+        stock = build_net({"net": net_config})
+        stock.load_state_dict(compacted.state_dict(), strict=True)
+    except (ValueError, RuntimeError) as err:
+        raise ValueError(f"{ckpt_file}: the compacted model cannot be rebuilt from its config: {err}") from err
+    stock.eval()
+    kept = kept_units(masked)
+    learned = any(isinstance(site.module, LearnsRetention) for site in encoder_of(masked).sites())
+    if learned and all(k == t for pairs in kept.values() for k, t in pairs):
+        notes.append("no unit has a retention probability below the threshold: the model is exported dense")
+
+    batches, source, note = verification_batches(datamodule, ckpt_file, input_dim, verify_batches)
+    if note:
+        notes.append(note)
+    verification = verify(masked, stock, batches, tokenizer, atol)
+    verification["source"] = source
+
+    traced = to_torchscript(stock, input_dim, atol) if torchscript else None
+    weights = _safetensors_bytes(stock)
+    macs_before = macs_per_second(masked, input_dim, MAC_REFERENCE_SECONDS)
+    macs_after = macs_per_second(stock, input_dim, MAC_REFERENCE_SECONDS)
+    report: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "checkpoint": str(ckpt_file),
+        "model": "transducer" if isinstance(masked, TransducerModel) else "ctc",
+        "threshold": threshold,
+        "strategies": strategies,
+        "notes": notes,
+        **param_report(masked, stock),
+        "strategy_params": sum(count_params(site.module) for site in encoder_of(masked).sites()),
+        "kept": kept,
+        "heads": kept_heads(stock, num_heads),
+        "macs_per_second_before": round(macs_before),
+        "macs_per_second_after": round(macs_after),
+        "mac_ratio": macs_before / macs_after if macs_after else math.inf,
+        "mac_reference_seconds": MAC_REFERENCE_SECONDS,
+        "frames_per_second": FRAMES_PER_SECOND,
+        "max_abs_diff": verification["max_abs_diff"],
+        "verification": verification,
+        "file_bytes": {
+            "checkpoint": ckpt_file.stat().st_size,
+            "weights_before": len(_safetensors_bytes(masked)),
+            "weights_after": len(weights),
+            "tokenizer": len(tokenizer.model_bytes),
+        },
+    }
+    config = {
+        "format": EXPORT_FORMAT,
+        "model": report["model"],
+        "net": net_config,
+        "features": {"_target_": FEATURES_TARGET, "config": feature_config},
+        "decoding": decoding_config(stock),
+        "weights": WEIGHTS_FILE,
+        "tokenizer": TOKENIZER_FILE,
+    }
+    _write(out_dir, overwrite, config, weights, tokenizer.model_bytes, report, traced)
+    for text in notes:
+        log.warning("export note: %s", text)
+    log.info(
+        "exported %s -> %s: %d -> %d parameters (encoder %d -> %d), %.1f -> %.1f MMAC/s, max |diff| %.2g on %s",
+        ckpt_file,
+        out_dir,
+        report["params_before"],
+        report["params_after"],
+        report["encoder_params_before"],
+        report["encoder_params_after"],
+        macs_before / 1e6,
+        macs_after / 1e6,
+        report["max_abs_diff"],
+        source,
+    )
+    return report
+
+
+def _write(
+    out_dir: Path,
+    overwrite: bool,
+    config: dict,
+    weights: bytes,
+    tokenizer_bytes: bytes,
+    report: dict,
+    traced: torch.jit.ScriptModule | None,
+) -> None:
+    """Write every file into a temporary sibling directory, then move it to ``out_dir``."""
+    import yaml
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        header = "# Compacted model written by conformer_prune.export; load it with conformer_prune.load_model(dir).\n"
+        (tmp / CONFIG_FILE).write_text(header + yaml.safe_dump(config, sort_keys=False))
+        (tmp / WEIGHTS_FILE).write_bytes(weights)
+        (tmp / TOKENIZER_FILE).write_bytes(tokenizer_bytes)
+        if traced is not None:
+            with warnings.catch_warnings():  # torch.jit is deprecated in favour of torch.export; still supported
+                warnings.simplefilter("ignore", FutureWarning)
+                torch.jit.save(traced, str(tmp / TORCHSCRIPT_FILE))
+            report["file_bytes"]["torchscript"] = (tmp / TORCHSCRIPT_FILE).stat().st_size
+        text = json.dumps(report, indent=2)
+        text = re.sub(r"\[\s*(-?\d+),\s*(-?\d+)\s*\]", r"[\1, \2]", text)  # [kept, total] pairs on one line
+        (tmp / REPORT_FILE).write_text(text + "\n")
+        _check_out_dir(out_dir, overwrite)  # again: another process may have filled it meanwhile
+        if out_dir.is_dir():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export(cfg: DictConfig) -> dict:
+    """``scripts/export.py``: :func:`export_checkpoint` with the keys of ``conf/export.yaml``."""
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    return export_checkpoint(
+        cfg.ckpt_path,
+        cfg.out_dir,
+        threshold=cfg.get("threshold"),
+        atol=float(cfg.get("atol", 1e-4)),
+        verify_batches=int(cfg.get("verify_batches", 1)),
+        overwrite=bool(cfg.get("overwrite", False)),
+        torchscript=bool(cfg.get("torchscript", False)),
+    )
