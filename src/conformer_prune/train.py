@@ -29,9 +29,9 @@ def build_task(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
     tokenizer = datamodule.tokenizer
     with open_dict(cfg):
         cfg.model.net.vocab_size = tokenizer.vocab_size
+    task = instantiate(cfg.model)
     net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
-    task = instantiate(cfg.model, net_config=net_config, feature_config=datamodule.feature_extractor.config())
-    task.tokenizer = tokenizer
+    task.attach_artifacts(tokenizer, net_config, dict(datamodule.feature_extractor.config()))
     return task
 
 

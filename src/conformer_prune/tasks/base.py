@@ -44,8 +44,9 @@ class ASRTask(L.LightningModule):
         penalty_reduction: ``"sum"`` over all units (the paper's R) or ``"mean"`` (divided by the
             number of units, so ``alpha`` does not depend on model size).
         max_nonfinite: consecutive non-finite losses tolerated (each batch is skipped) before stopping.
-        net_config: the resolved config that builds ``net`` (stored in checkpoints for export).
-        feature_config: the feature extractor's config (stored in checkpoints).
+
+    :meth:`attach_artifacts` adds what an export needs to every checkpoint: the tokenizer model, the
+    resolved config that rebuilds ``net`` and the feature extractor's config.
     """
 
     def __init__(
@@ -56,8 +57,6 @@ class ASRTask(L.LightningModule):
         alpha: float = 0.0,
         penalty_reduction: Literal["sum", "mean"] = "sum",
         max_nonfinite: int = 20,
-        net_config: dict | None = None,
-        feature_config: dict | None = None,
     ) -> None:
         super().__init__()
         if alpha < 0:
@@ -71,11 +70,17 @@ class ASRTask(L.LightningModule):
         self.alpha = alpha
         self.penalty_reduction = penalty_reduction
         self.max_nonfinite = max_nonfinite
-        self.tokenizer = None  # set by train(); its model is stored in checkpoints
+        self.tokenizer = None  # see attach_artifacts
         self.nonfinite_total = 0
         self._nonfinite_run = 0
         self._val_hyps: list[str] = []
         self._val_refs: list[str] = []
+
+    def attach_artifacts(self, tokenizer: Any, net_config: dict, feature_config: dict) -> None:
+        """Tokenizer (its model goes into checkpoints) and plain-dict configs (into ``hyper_parameters``)."""
+        self.tokenizer = tokenizer
+        self.hparams["net_config"] = net_config
+        self.hparams["feature_config"] = feature_config
 
     # -- model-specific hooks -------------------------------------------------------------------
     def compute_loss(self, batch: Batch) -> Tensor:
