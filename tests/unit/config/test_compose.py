@@ -42,6 +42,7 @@ def resolve_all(cfg) -> None:
 
 
 def compose_train(overrides: list[str]):
+    overrides = ["paths.output_dir=${hydra:run.dir}", *overrides]
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)

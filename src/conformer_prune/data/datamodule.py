@@ -1,0 +1,632 @@
+"""LightningDataModule: LibriSpeech-layout tree -> tokenizer + features -> duration-bucketed batches.
+
+Batches are dicts::
+
+    features      (B, T, F) float32, CMVN-normalised, zero-padded (SpecAugment in training only)
+    feature_lens  (B,) int64
+    tokens        (B, U) int64, padded with 0 (the blank)
+    token_lens    (B,) int64
+    texts         list[str]  reference transcripts
+    ids           list[str]  utterance ids
+
+With ``corpus`` set, the tree is the embedded synthetic corpus, generated on first use under
+``<root>/<corpus id>`` (the id hashes the corpus settings and the engines available, so a changed
+corpus config makes a new tree instead of overwriting one).
+
+The tokenizer and the CMVN statistics are trained / fitted on the training subsets and cached in
+``cache_dir``; :meth:`state_dict` carries them (and the sampler position) into checkpoints.
+Under DDP, run the Trainer with ``use_distributed_sampler=False``: the batch sampler splits
+batches across ranks itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset
+
+from conformer_prune.data.batching import DurationBucketSampler
+from conformer_prune.data.corpus import CorpusConfig, corpus_id, generate_corpus, read_manifest
+from conformer_prune.data.features import FeatureExtractor, GlobalCMVN, SpecAugment, speed_perturb
+from conformer_prune.data.librispeech import (
+    SkipReport,
+    Utterance,
+    available_subsets,
+    expand_subsets,
+    find_corpus_root,
+    load_audio,
+    read_subsets,
+)
+from conformer_prune.data.tokenizer import DEFAULT_ALPHABET, Tokenizer, apply_alphabet_policy, out_of_alphabet
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+
+TOKENIZER_DEFAULTS: dict[str, Any] = {
+    "model_type": "char",
+    "vocab_size": 256,
+    "alphabet": DEFAULT_ALPHABET,
+    "oov_policy": "error",
+}
+FEATURE_DEFAULTS: dict[str, Any] = {
+    "sample_rate": 16000,
+    "n_mels": 80,
+    "win_ms": 25.0,
+    "hop_ms": 10.0,
+    "n_fft": 512,
+    "log_floor": 1e-6,
+    "speed_perturb": None,
+    "cmvn_utterances": 2000,
+}
+SPEC_AUGMENT_DEFAULTS: dict[str, Any] = {
+    "num_freq_masks": 2,
+    "freq_mask_width": 15,
+    "num_time_masks": 2,
+    "time_mask_width": 40,
+    "time_mask_ratio": 0.05,
+}
+_EXTRACTOR_KEYS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "n_fft", "log_floor")
+
+
+def _plain(value: Any) -> Any:
+    """DictConfig / ListConfig / tuples -> dicts and lists (no omegaconf import)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, key: str) -> dict[str, Any]:
+    given = _plain(given) or {}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"data.{key}: unknown key(s) {unknown}; known keys are {sorted(defaults)}")
+    return {**defaults, **given}
+
+
+def _subset_list(value: str | Sequence[str] | None, key: str) -> list[str]:
+    if value is None:
+        return []
+    names = [value] if isinstance(value, str) else [str(v) for v in _plain(value)]
+    if not all(names):
+        raise ValueError(f"data.{key} holds an empty subset name")
+    return names
+
+
+class UtteranceDataset(Dataset):
+    """Utterances -> ``{"features": raw log-mel (T, F), "tokens", "text", "id"}``.
+
+    Args:
+        utterances: what to serve.
+        tokenizer: encodes the transcripts (once, here).
+        extractor: computes the raw log-mel features (CMVN is applied in the collate function).
+        cache: keep computed features in RAM, so later epochs skip FLAC decoding.
+        speeds: speed-perturbation factors drawn uniformly per item (``(1.0,)``: none).
+    """
+
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        tokenizer: Tokenizer,
+        extractor: FeatureExtractor,
+        *,
+        cache: bool = True,
+        speeds: Sequence[float] = (1.0,),
+    ) -> None:
+        self.utterances = list(utterances)
+        self.extractor = extractor
+        self.tokens = [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in self.utterances]
+        self.cache = cache
+        self.speeds = tuple(float(s) for s in speeds) or (1.0,)
+        self._features: dict[tuple[int, float], Tensor] = {}
+        self.failed: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    @property
+    def durations(self) -> list[float]:
+        return [u.duration for u in self.utterances]
+
+    def features(self, index: int, speed: float = 1.0) -> Tensor:
+        """Raw log-mel ``(T, F)`` of item ``index`` at ``speed`` (cached when enabled)."""
+        key = (index, speed)
+        cached = self._features.get(key)
+        if cached is not None:
+            return cached
+        utt = self.utterances[index]
+        try:
+            audio, sample_rate = load_audio(utt)
+        except (RuntimeError, OSError) as err:
+            raise ValueError(
+                f"{utt.path}: cannot decode the audio ({err}). Fix: re-extract the subset, or delete the file and "
+                "its transcript line"
+            ) from err
+        waveform = torch.from_numpy(np.ascontiguousarray(audio.T if audio.ndim == 2 else audio))
+        waveform = self.extractor.prepare(waveform, sample_rate)
+        feats = self.extractor.logmel(speed_perturb(waveform, speed, self.extractor.sample_rate))
+        if self.cache:
+            self._features[key] = feats
+        return feats
+
+    def precompute(self) -> None:
+        """Compute every item's features now (before DataLoader workers fork, so they share them)."""
+        for index in range(len(self)):
+            for speed in self.speeds:
+                self.features(index, speed)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        speed = self.speeds[int(torch.randint(len(self.speeds), ()))] if len(self.speeds) > 1 else self.speeds[0]
+        utt = self.utterances[index]
+        try:
+            feats = self.features(index, speed)
+        except ValueError as err:
+            if utt.utt_id not in self.failed:
+                log.warning("%s (skipped)", err)
+            self.failed[utt.utt_id] = str(err)
+            return None
+        return {"features": feats, "tokens": self.tokens[index], "text": utt.text, "id": utt.utt_id}
+
+
+class Collate:
+    """Pads a list of items into a batch dict, applies CMVN and (training) SpecAugment.
+
+    Args:
+        cmvn: global normalisation.
+        spec_augment: masks for training batches; ``None`` for evaluation.
+    """
+
+    def __init__(self, cmvn: GlobalCMVN, spec_augment: SpecAugment | None = None) -> None:
+        self.cmvn = cmvn
+        self.spec_augment = spec_augment
+        if self.spec_augment is not None:
+            self.spec_augment.train()
+
+    def __call__(self, items: Sequence[dict[str, Any] | None]) -> Batch:
+        kept = [item for item in items if item is not None]
+        if not kept:
+            raise ValueError(
+                "every utterance of a batch failed to decode (see the warnings above for the files). Fix: re-extract "
+                "the data"
+            )
+        feature_lens = torch.tensor([item["features"].shape[0] for item in kept], dtype=torch.long)
+        features = pad_sequence([item["features"] for item in kept], batch_first=True)  # (B, T, F)
+        valid = torch.arange(features.shape[1])[None, :] < feature_lens[:, None]  # (B, T)
+        features = self.cmvn(features) * valid[:, :, None]
+        if self.spec_augment is not None:
+            features = self.spec_augment(features, feature_lens)
+        tokens = pad_sequence([item["tokens"] for item in kept], batch_first=True, padding_value=0)  # (B, U)
+        token_lens = torch.tensor([len(item["tokens"]) for item in kept], dtype=torch.long)
+        return {
+            "features": features.float().contiguous(),
+            "feature_lens": feature_lens,
+            "tokens": tokens.long(),
+            "token_lens": token_lens,
+            "texts": [item["text"] for item in kept],
+            "ids": [item["id"] for item in kept],
+        }
+
+
+class LibriSpeechDataModule(L.LightningDataModule):
+    """LibriSpeech (real, or the embedded synthetic corpus) for CTC / RNN-T training.
+
+    Args:
+        root: directory holding ``LibriSpeech/`` (or the ``LibriSpeech`` directory itself); with
+            ``corpus`` set, the parent of the per-settings corpus directories.
+        train_subsets: subsets (or aliases like ``train-960``) to train on.
+        dev_subsets: validation subsets (one combined validation loader).
+        test_subsets: test subsets (one combined test loader; see :meth:`eval_dataloader` for one
+            subset at a time).
+        tokenizer: ``model_type`` (char / unigram / bpe), ``vocab_size``, ``alphabet``,
+            ``oov_policy`` (error / unk / drop: transcripts with characters outside the alphabet).
+        features: ``sample_rate``, ``n_mels``, ``win_ms``, ``hop_ms``, ``n_fft``, ``log_floor``,
+            ``speed_perturb`` (e.g. ``[0.9, 1.0, 1.1]``, training only; ``null`` for none),
+            ``cmvn_utterances`` (training utterances the CMVN statistics are fitted on).
+        spec_augment: SpecAugment settings (see :class:`SpecAugment`); ``null`` disables it.
+        max_batch_seconds: bound on padded audio seconds per training batch.
+        eval_max_batch_seconds: the same for dev/test batches (default: ``max_batch_seconds``).
+        max_duration: training utterances longer than this (seconds) are malformed entries
+            (``on_error`` decides); dev/test utterances are never dropped for length.
+        num_workers: DataLoader workers (0 on a 2-core machine).
+        on_error: ``skip`` (count and log malformed entries) or ``raise``.
+        cache_dir: where tokenizer models and CMVN statistics are cached (default: ``<root>/cache``).
+        cache_features: keep features in RAM after the first epoch.
+        seed: batch-order seed.
+        corpus: settings of the embedded corpus (:class:`CorpusConfig` fields plus ``jobs`` and
+            ``progress``); ``None`` for a tree that already exists.
+        pin_memory: pin batches (GPU training).
+        eval_subsets: subsets evaluated one by one after training (:meth:`eval_subsets`); default:
+            the dev and test subsets.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_subsets: str | Sequence[str] = ("train-clean-100",),
+        dev_subsets: str | Sequence[str] = ("dev-clean",),
+        test_subsets: str | Sequence[str] = ("test-clean",),
+        tokenizer: Mapping[str, Any] | None = None,
+        features: Mapping[str, Any] | None = None,
+        spec_augment: Mapping[str, Any] | None = None,
+        max_batch_seconds: float = 60.0,
+        eval_max_batch_seconds: float | None = None,
+        max_duration: float | None = None,
+        num_workers: int = 0,
+        on_error: str = "skip",
+        cache_dir: str | None = None,
+        cache_features: bool = True,
+        seed: int = 0,
+        corpus: Mapping[str, Any] | None = None,
+        pin_memory: bool = False,
+        eval_subsets: str | Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"data.on_error must be 'skip' or 'raise', got {on_error!r}")
+        if max_batch_seconds <= 0:
+            raise ValueError(f"data.max_batch_seconds must be > 0, got {max_batch_seconds}")
+        self.base_root = Path(str(root)).expanduser()
+        self.train_subsets = _subset_list(train_subsets, "train_subsets")
+        self.dev_subsets = _subset_list(dev_subsets, "dev_subsets")
+        self.test_subsets = _subset_list(test_subsets, "test_subsets")
+        self._eval_subset_names = _subset_list(eval_subsets, "eval_subsets")
+        self.tokenizer_cfg = _merge(TOKENIZER_DEFAULTS, tokenizer, "tokenizer")
+        self.feature_cfg = _merge(FEATURE_DEFAULTS, features, "features")
+        self.spec_augment_cfg = (
+            None if spec_augment is None else _merge(SPEC_AUGMENT_DEFAULTS, spec_augment, "spec_augment")
+        )
+        self.max_batch_seconds = float(max_batch_seconds)
+        self.eval_max_batch_seconds = float(eval_max_batch_seconds or max_batch_seconds)
+        self.max_duration = None if max_duration is None else float(max_duration)
+        self.num_workers = int(num_workers)
+        self.on_error = on_error
+        self.cache_features = bool(cache_features)
+        self.seed = int(seed)
+        self.pin_memory = bool(pin_memory)
+        corpus = _plain(corpus)
+        self._corpus_runtime: dict[str, Any] = {}
+        self.corpus_config: CorpusConfig | None = None
+        if corpus is not None:
+            self._corpus_runtime = {k: corpus.pop(k) for k in ("jobs", "progress") if k in corpus}
+            self.corpus_config = CorpusConfig.from_mapping(corpus, what="data.corpus")
+        self._cache_dir = None if cache_dir is None else Path(str(cache_dir)).expanduser()
+        self._data_root: Path | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._extractor: FeatureExtractor | None = None
+        self._train_utts: list[Utterance] | None = None
+        self._datasets: dict[str, UtteranceDataset] = {}
+        self._eval_sets: dict[str, UtteranceDataset] = {}
+        self._skips = SkipReport()
+        self._train_sampler: DurationBucketSampler | None = None
+        self._pending_sampler_state: dict[str, Any] | None = None
+        self._count_epoch = 0
+        self._batches_done = 0
+
+    # -- where the data is ---------------------------------------------------------------------------
+    @property
+    def data_root(self) -> Path:
+        """The directory that holds ``LibriSpeech/`` (for the embedded corpus: its own directory)."""
+        if self._data_root is None:
+            if self.corpus_config is not None:
+                self._data_root = self.base_root / corpus_id(self.corpus_config)
+            else:
+                self._data_root = self.base_root
+        return self._data_root
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._cache_dir if self._cache_dir is not None else self.data_root / "cache"
+
+    def prepare_data(self) -> None:
+        """Generate the embedded corpus if it is configured and missing (runs on one process)."""
+        if self.corpus_config is None:
+            return
+        if read_manifest(self.data_root) is None:
+            generate_corpus(
+                self.corpus_config,
+                self.data_root,
+                jobs=int(self._corpus_runtime.get("jobs", 2)),
+                progress=bool(self._corpus_runtime.get("progress", True)),
+            )
+
+    # -- artefacts ------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            raise RuntimeError("the tokenizer is made in setup(): call datamodule.setup('fit') first")
+        return self._tokenizer
+
+    @property
+    def feature_extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            raise RuntimeError("the feature extractor is made in setup(): call datamodule.setup('fit') first")
+        return self._extractor
+
+    def restore(
+        self, tokenizer: Tokenizer | bytes | None = None, feature_config: Mapping[str, Any] | None = None
+    ) -> None:
+        """Use a run's own tokenizer / features (from a checkpoint) instead of training / fitting them."""
+        if tokenizer is not None:
+            self._tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_bytes(tokenizer)
+        if feature_config is not None:
+            self._extractor = FeatureExtractor.from_config(feature_config)
+        self._datasets.clear()
+        self._eval_sets.clear()
+
+    def _read(self, subsets: Sequence[str], *, max_duration: float | None) -> list[Utterance]:
+        return read_subsets(
+            self.data_root, subsets, max_duration=max_duration, on_error=self.on_error, report=self._skips
+        )
+
+    def _training_utterances(self) -> list[Utterance]:
+        if self._train_utts is None:
+            if not self.train_subsets:
+                raise ValueError("data.train_subsets is empty: name the subsets to train on")
+            utts = self._read(self.train_subsets, max_duration=self.max_duration)
+            self._train_utts = self._apply_alphabet(utts, "training set")
+            if not self._train_utts:
+                raise ValueError(f"no training utterances left in {self.train_subsets} under {self.data_root}")
+        return self._train_utts
+
+    def _make_tokenizer(self) -> Tokenizer:
+        texts = [u.text for u in self._training_utterances()]
+        cfg = self.tokenizer_cfg
+        return Tokenizer.load_or_train(
+            texts, self.cache_dir, cfg["model_type"], int(cfg["vocab_size"]), alphabet=cfg["alphabet"]
+        )
+
+    def _fit_cmvn(self) -> None:
+        """Load the cached CMVN statistics of this training set and feature config, or fit them."""
+        extractor = self._new_extractor()
+        utts = self._training_utterances()
+        limit = int(self.feature_cfg["cmvn_utterances"])
+        chosen = np.arange(len(utts))
+        if 0 < limit < len(utts):
+            chosen = np.sort(np.random.default_rng(self.seed).choice(len(utts), limit, replace=False))
+        digest = hashlib.sha256(json.dumps(self._extractor_settings(), sort_keys=True).encode())
+        for i in chosen.tolist():
+            digest.update(f"{utts[i].path}:{utts[i].num_samples}\n".encode())
+        path = self.cache_dir / f"cmvn-{digest.hexdigest()[:16]}.json"
+        if path.is_file():
+            cached = FeatureExtractor.from_config(json.loads(path.read_text()))
+            extractor.cmvn.load_state_dict(cached.cmvn.state_dict())
+            log.info("CMVN: using cached %s", path)
+            return
+        train_set = self._dataset("train")  # fitting warms its feature cache
+        extractor.cmvn.fit(train_set.features(i) for i in chosen.tolist())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several DDP ranks may fit at once
+        tmp.write_text(json.dumps(extractor.config()))
+        tmp.replace(path)
+        log.info("CMVN fitted on %d training utterances -> %s", len(chosen), path)
+
+    def _extractor_settings(self) -> dict[str, Any]:
+        return {k: self.feature_cfg[k] for k in _EXTRACTOR_KEYS}
+
+    def _new_extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(**self._extractor_settings())
+        return self._extractor
+
+    def _speeds(self) -> tuple[float, ...]:
+        speeds = self.feature_cfg.get("speed_perturb")
+        if not speeds:
+            return (1.0,)
+        speeds = tuple(float(s) for s in speeds)
+        if any(not 0.5 <= s <= 2.0 for s in speeds):
+            raise ValueError(f"data.features.speed_perturb factors must lie in [0.5, 2], got {list(speeds)}")
+        return speeds
+
+    def _dataset(self, split: str) -> UtteranceDataset:
+        if split in self._datasets:
+            return self._datasets[split]
+        extractor = self._new_extractor()  # raw features do not need the CMVN statistics
+        if split == "train":
+            utts, speeds = self._training_utterances(), self._speeds()
+        else:
+            names = self.dev_subsets if split == "dev" else self.test_subsets
+            if not names:
+                raise ValueError(f"data.{split}_subsets is empty: name at least one subset")
+            utts, speeds = self._eval_utterances(names, split), (1.0,)
+        dataset = UtteranceDataset(utts, self.tokenizer, extractor, cache=self.cache_features, speeds=speeds)
+        self._datasets[split] = dataset
+        return dataset
+
+    def _eval_utterances(self, names: Sequence[str], what: str) -> list[Utterance]:
+        return self._apply_alphabet(self._read(names, max_duration=None), f"{what} {list(names)}")
+
+    def _apply_alphabet(self, utts: list[Utterance], what: str) -> list[Utterance]:
+        """``tokenizer.oov_policy`` on transcripts with characters outside the alphabet (counted)."""
+        alphabet, policy = self.tokenizer_cfg["alphabet"], self.tokenizer_cfg["oov_policy"]
+        kept, _ = apply_alphabet_policy(utts, alphabet, policy, what=what)
+        affected = sum(1 for u in utts if out_of_alphabet(u.text, alphabet))
+        if affected:
+            self._skips.counts[f"out_of_alphabet_{'unk' if policy == 'unk' else 'dropped'}"] += affected
+        return kept
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the subsets, train / load the tokenizer, fit / load the CMVN statistics."""
+        if self.corpus_config is not None and read_manifest(self.data_root) is None:
+            self.prepare_data()
+        find_corpus_root(self.data_root)  # a clear error if the root does not exist
+        if self._tokenizer is None:
+            self._tokenizer = self._make_tokenizer()
+        if self._extractor is None or not self._extractor.cmvn.fitted:
+            self._fit_cmvn()
+        if stage in (None, "fit"):
+            self._dataset("train")
+        if stage in (None, "fit", "validate") and self.dev_subsets:
+            self._dataset("dev")
+        if stage in (None, "test") and self.test_subsets:
+            self._dataset("test")
+
+    # -- loaders ----------------------------------------------------------------------------------------
+    def _placement(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _loader(self, dataset: UtteranceDataset, sampler: DurationBucketSampler, collate: Collate) -> DataLoader:
+        if self.cache_features and self.num_workers > 0:
+            dataset.precompute()
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def _eval_loader(self, dataset: UtteranceDataset) -> DataLoader:
+        replicas, rank = self._placement()
+        sampler = DurationBucketSampler(
+            dataset.durations,
+            self.eval_max_batch_seconds,
+            shuffle=False,
+            seed=self.seed,
+            num_replicas=replicas,
+            rank=rank,
+        )
+        return self._loader(dataset, sampler, Collate(self.feature_extractor.cmvn))
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._dataset("train")
+        replicas, rank = self._placement()
+        sampler = DurationBucketSampler(
+            dataset.durations, self.max_batch_seconds, shuffle=True, seed=self.seed, num_replicas=replicas, rank=rank
+        )
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            sampler.set_epoch(int(trainer.current_epoch))
+        if self._pending_sampler_state is not None:
+            sampler.load_state_dict(self._pending_sampler_state)
+            self._pending_sampler_state = None
+        self._train_sampler = sampler
+        spec_augment = SpecAugment(**self.spec_augment_cfg) if self.spec_augment_cfg else None
+        return self._loader(dataset, sampler, Collate(self.feature_extractor.cmvn, spec_augment))
+
+    def val_dataloader(self) -> DataLoader:
+        """One loader over all ``dev_subsets`` (per-subset numbers: :meth:`eval_dataloader`)."""
+        return self._eval_loader(self._dataset("dev"))
+
+    def test_dataloader(self) -> DataLoader:
+        """One loader over all ``test_subsets`` (per-subset numbers: :meth:`eval_dataloader`)."""
+        return self._eval_loader(self._dataset("test"))
+
+    def eval_dataloader(self, subset: str) -> DataLoader:
+        """A loader over one subset (or alias) by name, without SpecAugment.
+
+        Raises:
+            ValueError: if the subset is not on disk (the message lists those that are).
+        """
+        if subset not in self._eval_sets:
+            utts = self._eval_utterances(expand_subsets(subset), "eval")
+            self._eval_sets[subset] = UtteranceDataset(
+                utts, self.tokenizer, self.feature_extractor, cache=self.cache_features
+            )
+        return self._eval_loader(self._eval_sets[subset])
+
+    def eval_subsets(self) -> list[str]:
+        """Subsets to evaluate one by one (``eval_subsets``, else the dev then the test subsets)."""
+        names = self._eval_subset_names or [*self.dev_subsets, *self.test_subsets]
+        return list(dict.fromkeys(expand_subsets(names)))
+
+    def train_texts(self) -> list[str]:
+        """Transcripts of the training utterances (e.g. for a decoding lexicon or language model)."""
+        return [u.text for u in self._training_utterances()]
+
+    @property
+    def available_subsets(self) -> list[str]:
+        """Subsets present under the data root."""
+        return available_subsets(self.data_root)
+
+    # -- resume ---------------------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            if int(trainer.current_epoch) != self._count_epoch:
+                self._count_epoch, self._batches_done = int(trainer.current_epoch), 0
+            self._batches_done += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Sampler position (``epoch``, ``batches_done``), tokenizer model and feature config."""
+        return {
+            "epoch": self._count_epoch,
+            "batches_done": self._batches_done,
+            "seed": self.seed,
+            "tokenizer_model": None if self._tokenizer is None else self._tokenizer.model_bytes,
+            "feature_config": None if self._extractor is None else self._extractor.config(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the run's tokenizer, features and the exact position in the training epoch."""
+        if state_dict.get("tokenizer_model") is not None or state_dict.get("feature_config") is not None:
+            self.restore(state_dict.get("tokenizer_model"), state_dict.get("feature_config"))
+        sampler_state = {k: state_dict[k] for k in ("epoch", "batches_done", "seed") if k in state_dict}
+        self._count_epoch = int(sampler_state.get("epoch", 0))
+        self._batches_done = int(sampler_state.get("batches_done", 0))
+        if self._batches_done:
+            # Lightning warns that a mid-epoch resume is unreliable unless the DataLoader is stateful; the
+            # batch sampler resumes exactly from this state, so the warning does not apply here.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+        if self._train_sampler is not None:
+            self._train_sampler.load_state_dict(sampler_state)
+        else:
+            self._pending_sampler_state = sampler_state
+
+    # -- description ----------------------------------------------------------------------------------
+    def corpus_description(self) -> dict[str, Any]:
+        """What the data is: root, subsets (hours, utterances, speakers), engines and voices when synthetic."""
+        subsets: dict[str, Any] = {}
+        for split, dataset in (
+            ("train", self._datasets.get("train")),
+            ("dev", self._datasets.get("dev")),
+            ("test", self._datasets.get("test")),
+        ):
+            if dataset is None:
+                continue
+            by_subset: dict[str, list[Utterance]] = {}
+            for utt in dataset.utterances:
+                by_subset.setdefault(utt.subset, []).append(utt)
+            for name, utts in by_subset.items():
+                subsets[name] = {
+                    "split": split,
+                    "hours": round(sum(u.duration for u in utts) / 3600, 4),
+                    "utterances": len(utts),
+                    "speakers": len({u.speaker for u in utts}),
+                }
+        description: dict[str, Any] = {
+            "root": str(find_corpus_root(self.data_root)),
+            "train_subsets": self.train_subsets,
+            "dev_subsets": self.dev_subsets,
+            "test_subsets": self.test_subsets,
+            "subsets": subsets,
+            "skipped": self._skips.as_dict(),
+        }
+        manifest = read_manifest(self.data_root)
+        description["synthetic"] = bool(manifest and manifest.get("synthetic"))
+        if manifest is not None:
+            description["corpus_id"] = manifest.get("corpus_id")
+            description["engines"] = manifest.get("engines")
+            description["voices"] = {name: s.get("voices") for name, s in manifest.get("subsets", {}).items()}
+            description["corpus_settings"] = manifest.get("settings")
+            description["text"] = manifest.get("text")
+        return description

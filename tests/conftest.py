@@ -1,0 +1,76 @@
+"""Shared fixtures: a miniature LibriSpeech tree of real (eSpeak) speech, and torch seeded per test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+log = logging.getLogger(__name__)
+
+# subset -> [(speaker, chapter, transcripts)]; short phrases give 0.3-1.0 s utterances.
+TINY_TREE: dict[str, list[tuple[int, int, list[str]]]] = {
+    "train-clean-100": [
+        (19, 198, ["HELLO WORLD", "GOOD MORNING", "OPEN THE DOOR"]),
+        (19, 227, ["THANK YOU", "COME HERE", "SIT DOWN"]),
+        (26, 495, ["WELL DONE", "HOLD ON", "IT IS COLD"]),
+        (26, 496, ["NOT NOW", "GO AWAY", "ALL RIGHT"]),
+    ],
+    "dev-clean": [(84, 121123, ["GOOD NIGHT", "I SEE", "QUITE SO"])],
+    "dev-other": [(116, 288045, ["JUST A BIT", "YES PLEASE"])],
+    "test-clean": [(121, 121726, ["COME BACK", "THE END"])],
+    "test-other": [(1688, 142285, ["WAKE UP", "VERY GOOD"])],
+}
+TINY_SAMPLE_RATE = 16000
+
+
+def _noise_chapter(chapter_dir: Path, items: list[tuple[str, str]], seed: int) -> None:
+    """Fallback when eSpeak is unavailable: seeded noise bursts of 0.3-1.0 s."""
+    rng = np.random.default_rng(seed)
+    for utt_id, _ in items:
+        n = int(TINY_SAMPLE_RATE * rng.uniform(0.3, 1.0))
+        audio = (rng.standard_normal(n) * 0.1).clip(-1, 1)
+        sf.write(chapter_dir / f"{utt_id}.flac", audio, TINY_SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+
+
+def write_tiny_librispeech(root: Path, tree: dict[str, list[tuple[int, int, list[str]]]] = TINY_TREE) -> Path:
+    """Write ``root/LibriSpeech`` with the utterances of ``tree``; returns the ``LibriSpeech`` directory."""
+    from conformer_prune.data.corpus import SpeakerSpec, synthesize_chapter
+
+    base = root / "LibriSpeech"
+    voices = ["en-us+m3", "en+f2", "en-gb-x-rp+m5", "en-029+f4"]
+    for s_index, (subset, chapters) in enumerate(tree.items()):
+        for c_index, (speaker, chapter, texts) in enumerate(chapters):
+            chapter_dir = base / subset / str(speaker) / str(chapter)
+            chapter_dir.mkdir(parents=True, exist_ok=True)
+            items = [(f"{speaker}-{chapter}-{i:04d}", text) for i, text in enumerate(texts)]
+            lines = [f"{utt_id} {text}" for utt_id, text in items]
+            (chapter_dir / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+            family, variant = voices[(s_index + c_index) % len(voices)].split("+")
+            spec = SpeakerSpec(speaker, subset, "espeak", family, variant, "M", warp=1.0, snr_db=40.0, rate=210,
+                               pitch=50, pitch_range=50)  # fmt: skip
+            tts = [(utt_id, text.lower()) for utt_id, text in items]
+            try:
+                synthesize_chapter(chapter_dir, spec, tts, seed=s_index * 100 + c_index, pad_seconds=(0.0, 0.04))
+            except Exception as err:  # any synthesis failure: the reader tests still need audio
+                log.warning("eSpeak unavailable (%s): the tiny tree uses noise", err)
+                _noise_chapter(chapter_dir, items, seed=s_index * 100 + c_index)
+    return base
+
+
+@pytest.fixture(scope="session")
+def tiny_librispeech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A miniature LibriSpeech tree (5 subsets, 8 chapters, 21 utterances of 0.3-1.0 s) -> its root.
+
+    The returned path is the ``LibriSpeech`` directory; treat it as read-only (copy it to change it).
+    """
+    return write_tiny_librispeech(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch() -> None:
+    torch.manual_seed(0)
