@@ -44,6 +44,9 @@ class ASRTask(L.LightningModule):
         penalty_reduction: ``"sum"`` over all units (the paper's R) or ``"mean"`` (divided by the
             number of units, so ``alpha`` does not depend on model size).
         max_nonfinite: consecutive non-finite losses tolerated (each batch is skipped) before stopping.
+        logit_lr_scale: learning-rate multiplier for the strategies' own parameters (keep logits). With
+            Adam a parameter moves about ``lr`` per step whatever its gradient's scale, so in a short run
+            the logits need a larger rate to travel from ``logit(0.9)`` to the pruned region.
 
     :meth:`attach_artifacts` adds what an export needs to every checkpoint: the tokenizer model, the
     resolved config that rebuilds ``net`` and the feature extractor's config.
@@ -57,6 +60,7 @@ class ASRTask(L.LightningModule):
         alpha: float = 0.0,
         penalty_reduction: Literal["sum", "mean"] = "sum",
         max_nonfinite: int = 20,
+        logit_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if alpha < 0:
@@ -70,6 +74,9 @@ class ASRTask(L.LightningModule):
         self.alpha = alpha
         self.penalty_reduction = penalty_reduction
         self.max_nonfinite = max_nonfinite
+        if logit_lr_scale <= 0:
+            raise ValueError(f"pruning.logit_lr_scale must be > 0, got {logit_lr_scale}")
+        self.logit_lr_scale = logit_lr_scale
         self.tokenizer = None  # see attach_artifacts
         self.nonfinite_total = 0
         self._nonfinite_run = 0
@@ -146,14 +153,22 @@ class ASRTask(L.LightningModule):
 
     # -- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        # No weight decay on the strategies' logits (their penalty is their regulariser), biases or norms.
-        decay, no_decay = [], []
+        # No weight decay on the strategies' logits (their penalty is their regulariser), biases or norms;
+        # the logits get their own learning rate.
+        decay, no_decay, logits = [], [], []
         strategy_params = {id(p) for s in self.sites() for p in s.parameters()}
         for param in self.net.parameters():
             if not param.requires_grad:
                 continue
-            (no_decay if id(param) in strategy_params or param.dim() < 2 else decay).append(param)
-        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+            if id(param) in strategy_params:
+                logits.append(param)
+            else:
+                (no_decay if param.dim() < 2 else decay).append(param)
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = self.optimizer_factory(groups)
+        if logits:
+            base_lr = optimizer.param_groups[0]["lr"]
+            optimizer.add_param_group({"params": logits, "weight_decay": 0.0, "lr": base_lr * self.logit_lr_scale})
         if self.scheduler_factory is None:
             return optimizer
         total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None

@@ -84,6 +84,7 @@ def test_strategy_logits_get_no_weight_decay() -> None:
     optimizer = task.configure_optimizers()
     logits = {id(s.keep_logits) for s in task.sites()}
     decayed = {id(p) for p in optimizer.param_groups[0]["params"]}
+    assert {id(p) for p in optimizer.param_groups[2]["params"]} == logits
     assert not logits & decayed
     assert all(p.dim() >= 2 for p in optimizer.param_groups[0]["params"])
 
