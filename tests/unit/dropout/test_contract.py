@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conformer_prune.dropout import AdaptiveDropout, HardConcreteGate, NoDropout, StandardDropout, UnitDropout
+from conformer_prune.dropout.fixed_mask import FixedMaskDropout
 
 STRATEGIES = {
     "none": NoDropout,
@@ -16,6 +17,7 @@ STRATEGIES = {
     "adaptive_st_utt": functools.partial(AdaptiveDropout, straight_through=True, noise="utterance"),
     "adaptive_inverted_hard": functools.partial(AdaptiveDropout, inverted=True, eval_mode="hard"),
     "hard_concrete": HardConcreteGate,
+    "fixed_mask": functools.partial(FixedMaskDropout, drop_prob=0.3),
 }
 
 
