@@ -25,8 +25,17 @@ from conformer_prune.models.ctc import CTCModel
 def build(strategy) -> tuple[CTCModel, torch.optim.Optimizer]:
     torch.manual_seed(0)
     encoder = ConformerEncoder(
-        input_dim=80, d_model=144, num_layers=4, num_heads=4, d_ff=576, kernel_size=15, subsampling_channels=64,
-        ffn_dropout=strategy, query_dropout=strategy, value_dropout=strategy, conv_dropout=strategy,
+        input_dim=80,
+        d_model=144,
+        num_layers=4,
+        num_heads=4,
+        d_ff=576,
+        kernel_size=15,
+        subsampling_channels=64,
+        ffn_dropout=strategy,
+        query_dropout=strategy,
+        value_dropout=strategy,
+        conv_dropout=strategy,
     )
     net = CTCModel(encoder, vocab_size=30).train()
     return net, torch.optim.AdamW(net.parameters(), lr=1e-3)

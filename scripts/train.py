@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+import conformer_prune.baselines  # noqa: F401  (registers the cp.* resolvers of the baseline experiments)
 from conformer_prune.train import train
 
 

@@ -10,6 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
+import conformer_prune.baselines  # noqa: F401  (registers the cp.* resolvers some configs use)
+
 log = logging.getLogger(__name__)
 
 # subset -> [(speaker, chapter, transcripts)]; short phrases give 0.3-1.0 s utterances.

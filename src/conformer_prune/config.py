@@ -57,12 +57,19 @@ def validate(cfg: DictConfig) -> None:
 
 
 class ValidateConfig(Callback):
-    """Hydra callback: :func:`validate` the config before the run (or sweep) directory exists."""
+    """Hydra callback: :func:`validate` the config before the run (or sweep) directory exists.
+
+    Hydra turns exceptions raised in callbacks into warnings, so an invalid config ends the process
+    with ``SystemExit`` (exit status 1, the message on stderr) instead.
+    """
 
     def _validate(self, config: DictConfig) -> None:
         if not HydraConfig.initialized():
             HydraConfig.instance().set_config(config)
-        validate(config)
+        try:
+            validate(config)
+        except ConfigError as err:
+            raise SystemExit(f"Error in the config: {err}") from err
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._validate(config)

@@ -23,8 +23,17 @@ pytestmark = [
 def encoder() -> ConformerEncoder:
     site = functools.partial(AdaptiveDropout)
     return ConformerEncoder(
-        input_dim=80, d_model=144, num_layers=4, num_heads=4, d_ff=576, kernel_size=15, subsampling_channels=64,
-        ffn_dropout=site, query_dropout=site, value_dropout=site, conv_dropout=site,
+        input_dim=80,
+        d_model=144,
+        num_layers=4,
+        num_heads=4,
+        d_ff=576,
+        kernel_size=15,
+        subsampling_channels=64,
+        ffn_dropout=site,
+        query_dropout=site,
+        value_dropout=site,
+        conv_dropout=site,
     )
 
 

@@ -174,10 +174,10 @@ class RelPositionMultiHeadAttention(nn.Module):
         q_gate = self.query_dropout.eval_gate().to(self.linear_q.weight)
         v_gate = self.value_dropout.eval_gate().to(self.linear_v.weight)
         q_keep, v_keep = q_gate != 0, v_gate != 0
-        q_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.qk_dims))
-        v_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.v_dims))
+        q_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.qk_dims, dtype=torch.long))
+        v_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.v_dims, dtype=torch.long))
         live = [bool(v_keep[v_head == h].any()) for h in range(self.num_heads)]
-        q_keep &= torch.tensor(live)[q_head].to(q_keep.device)
+        q_keep &= torch.tensor(live, dtype=torch.bool)[q_head].to(q_keep.device)
         self.qk_dims = [int(q_keep[q_head == h].sum()) for h in range(self.num_heads) if live[h]]
         self.v_dims = [int(v_keep[v_head == h].sum()) for h in range(self.num_heads) if live[h]]
         q_scale, v_scale = q_gate[q_keep], v_gate[v_keep]

@@ -53,7 +53,7 @@ def slice_linear(
 
 def slice_depthwise_conv(conv: nn.Conv1d, keep: Tensor) -> nn.Conv1d:
     """Keep channels ``keep`` of a depthwise ``Conv1d`` (``groups == in == out channels``)."""
-    assert conv.groups == conv.in_channels == conv.out_channels, "not a depthwise convolution"
+    assert conv.in_channels == conv.out_channels and conv.groups == max(conv.in_channels, 1), "not depthwise"
     idx = _index(keep).to(conv.weight.device)
     channels = int(idx.numel())
     with warnings.catch_warnings():

@@ -132,3 +132,21 @@ def test_hard_concrete_sites_compact_exactly() -> None:
     kept = ffn.compact_()
     assert kept == int(ffn.linear1.out_features)
     torch.testing.assert_close(ffn(x), expected)
+
+
+def test_fully_pruned_sites_rebuild_and_compact() -> None:
+    """A layer with no FFN units, no attention heads and no conv channels is legal and exact."""
+    enc = ConformerEncoder(
+        input_dim=20,
+        d_model=8,
+        num_layers=1,
+        num_heads=2,
+        d_ff=12,
+        kernel_size=3,
+        subsampling_channels=3,
+        layer_widths=[{"ffn1": 0, "ffn2": 3, "qk_dims": [], "v_dims": [], "conv": 0}],
+    ).eval()
+    x, lens = torch.randn(2, 30, 20), torch.tensor([30, 20])
+    expected = enc(x, lens)[0]
+    assert enc.compact_() == [{"ffn1": 0, "ffn2": 3, "qk_dims": [], "v_dims": [], "conv": 0}]
+    torch.testing.assert_close(enc(x, lens)[0], expected)

@@ -1,0 +1,15 @@
+"""Evaluate a checkpoint or export: python scripts/evaluate.py model_path=<ckpt|export dir> data.eval_subsets=[...]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from conformer_prune.evaluation_cli import evaluate
+
+
+@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
