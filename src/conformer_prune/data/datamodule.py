@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -185,13 +186,26 @@ class UtteranceDataset(Dataset):
 class Collate:
     """Pads a list of items into a batch dict, applies CMVN and (training) SpecAugment.
 
+    SpecAugment draws from a generator seeded by (``seed``, the sampler's epoch, the batch's utterance
+    ids): the masks of a batch do not depend on what ran before it, so a resumed run sees the same ones.
+
     Args:
         cmvn: global normalisation.
         spec_augment: masks for training batches; ``None`` for evaluation.
+        seed: base seed of the masks.
+        sampler: the batch sampler (its ``epoch`` enters the seed); ``None``: epoch 0.
     """
 
-    def __init__(self, cmvn: GlobalCMVN, spec_augment: SpecAugment | None = None) -> None:
+    def __init__(
+        self,
+        cmvn: GlobalCMVN,
+        spec_augment: SpecAugment | None = None,
+        seed: int = 0,
+        sampler: DurationBucketSampler | None = None,
+    ) -> None:
         self.cmvn = cmvn
+        self.seed = seed
+        self.sampler = sampler
         self.spec_augment = spec_augment
         if self.spec_augment is not None:
             self.spec_augment.train()
@@ -208,7 +222,10 @@ class Collate:
         valid = torch.arange(features.shape[1])[None, :] < feature_lens[:, None]  # (B, T)
         features = self.cmvn(features) * valid[:, :, None]
         if self.spec_augment is not None:
-            features = self.spec_augment(features, feature_lens)
+            epoch = getattr(self.sampler, "epoch", 0)
+            key = f"{self.seed}/{epoch}/" + "|".join(item["id"] for item in kept)
+            generator = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+            features = self.spec_augment(features, feature_lens, generator=generator)
         tokens = pad_sequence([item["tokens"] for item in kept], batch_first=True, padding_value=0)  # (B, U)
         token_lens = torch.tensor([len(item["tokens"]) for item in kept], dtype=torch.long)
         return {
@@ -520,7 +537,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
             self._pending_sampler_state = None
         self._train_sampler = sampler
         spec_augment = SpecAugment(**self.spec_augment_cfg) if self.spec_augment_cfg else None
-        return self._loader(dataset, sampler, Collate(self.feature_extractor.cmvn, spec_augment))
+        return self._loader(dataset, sampler, Collate(self.feature_extractor.cmvn, spec_augment, self.seed, sampler))
 
     def val_dataloader(self) -> DataLoader:
         """One loader over all ``dev_subsets`` (per-subset numbers: :meth:`eval_dataloader`)."""

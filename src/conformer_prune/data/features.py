@@ -164,24 +164,26 @@ class SpecAugment(nn.Module):
         idx = torch.arange(size, device=start.device)
         return (idx >= start[:, None]) & (idx < (start + width)[:, None])
 
-    def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
-        """Mask ``features`` ``(B, T, F)`` with valid lengths ``lengths`` ``(B,)``."""
+    def forward(self, features: Tensor, lengths: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Mask ``features`` ``(B, T, F)`` with valid lengths ``lengths`` ``(B,)``; ``generator`` makes
+        the masks a function of its seed alone (exact resume)."""
         if not self.training:
             return features
         B, T, F = features.shape
         device = features.device
+        gen = {"generator": generator} if generator is not None else {}
         mask = torch.zeros(B, T, F, dtype=torch.bool, device=device)
         for _ in range(self.num_freq_masks):
-            width = torch.randint(0, self.freq_mask_width + 1, (B,), device=device).clamp_max(F)
-            start = (torch.rand(B, device=device) * (F - width + 1)).floor().long()
+            width = torch.randint(0, self.freq_mask_width + 1, (B,), device=device, **gen).clamp_max(F)
+            start = (torch.rand(B, device=device, **gen) * (F - width + 1)).floor().long()
             mask |= self._band(F, start, width)[:, None, :]
         lengths = lengths.to(device)
         max_width = torch.minimum(
             torch.full_like(lengths, self.time_mask_width), (lengths.float() * self.time_mask_ratio).floor().long()
         )
         for _ in range(self.num_time_masks):
-            width = (torch.rand(B, device=device) * (max_width + 1)).floor().long()
-            start = (torch.rand(B, device=device) * (lengths - width + 1).clamp_min(1)).floor().long()
+            width = (torch.rand(B, device=device, **gen) * (max_width + 1)).floor().long()
+            start = (torch.rand(B, device=device, **gen) * (lengths - width + 1).clamp_min(1)).floor().long()
             mask |= self._band(T, start, width)[:, :, None]
         return features.masked_fill(mask, self.mask_value)
 

@@ -97,6 +97,14 @@ class ASRTask(L.LightningModule):
         raise NotImplementedError
 
     # -- training ------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        self._base_seed = torch.initial_seed()  # what seed_everything(cfg.seed) set
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        # Dropout masks and Gumbel noise of step t come from a generator state that is a function of
+        # (seed, t) alone, so a run resumed from a checkpoint at step t continues exactly.
+        torch.manual_seed((getattr(self, "_base_seed", 0) * 1_000_003 + self.global_step) % 2**63)
+
     def sites(self) -> list[UnitDropout]:
         return [m for m in self.net.modules() if isinstance(m, UnitDropout)]
 
