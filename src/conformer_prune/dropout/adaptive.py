@@ -105,9 +105,9 @@ class AdaptiveDropout(UnitDropout):
             noise_shape = x.shape
         else:  # one draw per utterance: (B, 1, ..., 1, U)
             noise_shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-        u = torch.rand(noise_shape, device=x.device, dtype=x.dtype).clamp_(_EPS, 1.0 - _EPS)
-        logistic = torch.log(u) - torch.log1p(-u)
-        mask = torch.sigmoid((self.keep_logits.to(x.dtype) + logistic) / self.temperature)
+        # Logistic noise log u - log(1 - u) = logit(u); in-place ops keep this hot path to few passes.
+        logistic = torch.rand(noise_shape, device=x.device, dtype=x.dtype).logit_(_EPS)
+        mask = logistic.add_(self.keep_logits.to(x.dtype)).div_(self.temperature).sigmoid_()
         if self.straight_through:
             mask = (mask > 0.5).to(x.dtype) + mask - mask.detach()
         if self.inverted:
