@@ -39,11 +39,16 @@ def _callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
 
 
-def _best_checkpoint(trainer: L.Trainer) -> str | None:
-    for callback in trainer.callbacks:
-        if isinstance(callback, ModelCheckpoint):
-            return callback.best_model_path or callback.last_model_path or None
-    return None
+def _checkpoint_to_evaluate(trainer: L.Trainer, which: str) -> str | None:
+    """The ``last`` checkpoint (from a checkpoint callback without a monitor) or the ``best`` by the
+    monitored metric; falls back to whichever exists."""
+    if which not in ("last", "best"):
+        raise ValueError(f"eval_checkpoint must be 'last' or 'best', got {which!r}")
+    callbacks = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    latest = [c.last_model_path or c.best_model_path for c in callbacks if c.monitor is None]
+    best = [c.best_model_path for c in callbacks if c.monitor is not None]
+    ordered = latest + best if which == "last" else best + latest
+    return next((path for path in ordered if path), None)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -66,7 +71,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_seconds = time.perf_counter() - start
 
-    best = _best_checkpoint(trainer)
+    best = _checkpoint_to_evaluate(trainer, cfg.get("eval_checkpoint", "last"))
     if best:
         log.info("evaluating checkpoint %s", best)
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
