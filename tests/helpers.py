@@ -40,6 +40,20 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
+class StrideEncoder(nn.Module):
+    """Stand-in encoder for head tests: Conv1d (kernel 3, stride 2) + ReLU + Linear; halves the frames."""
+
+    def __init__(self, input_dim: int = 8, d_model: int = 48) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.conv = nn.Conv1d(input_dim, d_model, kernel_size=3, stride=2, padding=1)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # (B, T', D)
+        return self.out(x), (lens - 1) // 2 + 1
+
+
 def set_keep(site, keep: list[bool], rng: torch.Generator) -> None:
     """Kept units get random logits above 0 (σ>0.5), pruned ones below."""
     mag = torch.rand(len(keep), generator=rng) * 4 + 0.05

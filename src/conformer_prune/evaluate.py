@@ -15,10 +15,9 @@ import torch
 from torch import nn
 
 from conformer_prune.inference import Decoder, transcribe_features
+from conformer_prune.pruning.compact import FRAMES_PER_SECOND
 
 log = logging.getLogger(__name__)
-
-FRAME_SHIFT_SECONDS = 0.01
 
 
 @torch.no_grad()
@@ -54,7 +53,7 @@ def evaluate_net(
                 break
             refs.extend(batch["texts"])
             ids.extend(batch["ids"])
-            audio_seconds += float(batch["feature_lens"].sum()) * FRAME_SHIFT_SECONDS
+            audio_seconds += float(batch["feature_lens"].sum()) / FRAMES_PER_SECOND
             for name, decoder in decoders.items():
                 start = time.perf_counter()
                 hyps[name].extend(transcribe_features(net, batch["features"], batch["feature_lens"], decoder))

@@ -8,29 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conformer_prune.models.ctc import CTCModel, ctc_greedy_ids
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second intra-op thread only adds contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class StrideEncoder(nn.Module):
-    """Stand-in encoder: Conv1d (kernel 3, stride 2) + ReLU + Linear; halves the frames."""
-
-    def __init__(self, input_dim: int = 8, d_model: int = 48) -> None:
-        super().__init__()
-        self.d_model = d_model
-        self.conv = nn.Conv1d(input_dim, d_model, kernel_size=3, stride=2, padding=1)
-        self.out = nn.Linear(d_model, d_model)
-
-    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # (B, T', D)
-        return self.out(x), (lens - 1) // 2 + 1
+from tests.helpers import StrideEncoder, single_thread  # noqa: F401  (autouse fixture)
 
 
 def test_forward_gives_normalised_log_probs_and_lengths() -> None:
