@@ -15,6 +15,10 @@
 #   6 L0 hard-concrete gates   7 ablations: adaptive dropout at each application point alone
 # Matched baselines (3-5) follow the middle alpha's run of the same seed. SEEDS covers the key
 # comparison (1, 2 at the middle alpha, 3); SWEEP_SEEDS (default: SEEDS) everything else.
+#
+# Each run has its own directory, $OUT/<method>/<setting>seed<N>. The script can be stopped and run
+# again: a run with a results.json is kept as it is, and an interrupted one resumes exactly from its
+# last checkpoint. To redo a run, delete its directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -26,50 +30,55 @@ ALPHAS=${ALPHAS:-1e-6,2e-6,4e-6}
 L0_ALPHA=${L0_ALPHA:-3e-4}   # expected-L0 gradient per gate ~ 0.09·alpha: similar pull to adaptive at 2e-6
 FINETUNE_STEPS=${FINETUNE_STEPS:-$((STEPS / 2))}
 OUT=${OUT:-outputs/reproduce}
-MID_ALPHA=$(echo "$ALPHAS" | cut -d, -f2)
-OTHER_ALPHAS=$(echo "$ALPHAS" | cut -d, -f1,3)
-# EXTRA: more overrides for every run, e.g. EXTRA="model/encoder=tiny" STEPS=4 for a smoke test
-read -r -a extra <<<"${EXTRA:-}"
-common=("experiment=$EXPERIMENT" "trainer.max_steps=$STEPS" "callbacks.progress_bar=null" "${extra[@]}")
-
-start=$(date +%s)
-run() { echo "[reproduce] $*" >&2; "$PY" scripts/train.py "$@"; }
-
-run -m "${common[@]}" dropout=standard "seed=$SEEDS" "hydra.sweep.dir=$OUT/dense"
-run -m "${common[@]}" dropout=adaptive "pruning.alpha=$MID_ALPHA" "seed=$SEEDS" "hydra.sweep.dir=$OUT/adaptive"
-run -m "${common[@]}" dropout=adaptive "pruning.alpha=$OTHER_ALPHAS" "seed=$SWEEP_SEEDS" "hydra.sweep.dir=$OUT/adaptive_sweep"
-run -m "${common[@]}" dropout=hard_concrete "pruning.alpha=$L0_ALPHA" "seed=$SWEEP_SEEDS" "hydra.sweep.dir=$OUT/l0"
-run -m "${common[@]}" dropout=adaptive_ffn,adaptive_attention,adaptive_conv "pruning.alpha=$MID_ALPHA" \
-  "seed=$SWEEP_SEEDS" "hydra.sweep.dir=$OUT/ablations"
-
-# Baselines matched, seed by seed, to the middle-alpha adaptive run.
-find_run() {  # find_run <sweep dir> <override that must appear> ... -> the first job dir with all of them
-  "$PY" - "$@" <<'PYEOF'
-import pathlib, sys
-root, wanted = pathlib.Path(sys.argv[1]), sys.argv[2:]
-for job in sorted(p for p in root.iterdir() if (p / ".hydra" / "overrides.yaml").exists()):
-    lines = [line.strip("- \n") for line in (job / ".hydra" / "overrides.yaml").read_text().splitlines()]
-    if all(w in lines for w in wanted):
-        print(job)
-        break
-else:
-    sys.exit(f"no run under {root} with {wanted}")
-PYEOF
-}
+IFS=, read -r -a alphas <<<"$ALPHAS"
 IFS=, read -r -a seeds <<<"$SEEDS"
 IFS=, read -r -a sweep_seeds <<<"$SWEEP_SEEDS"
+MID_ALPHA=${alphas[1]:?ALPHAS needs three comma-separated values (weaker, middle, stronger)}
+# EXTRA: more overrides for every run, e.g. EXTRA="model/encoder=tiny" STEPS=4 for a smoke test
+read -r -a extra <<<"${EXTRA:-}"
+recipe=("trainer.max_steps=$STEPS" "callbacks.progress_bar=null" "${extra[@]}")
+
+start=$(date +%s)
+train() {  # train <run dir> <overrides...>: skip a finished run, resume an interrupted one
+  local dir=$1 resume=()
+  shift
+  if [[ -f $dir/results.json ]]; then
+    echo "[reproduce] kept (already finished): $dir" >&2
+    return
+  fi
+  [[ -f $dir/checkpoints/last.ckpt ]] && resume=("ckpt_path=$dir/checkpoints/last.ckpt")
+  echo "[reproduce] $dir: $*" >&2
+  "$PY" scripts/train.py "$@" "${resume[@]}" "hydra.run.dir=$dir"
+}
+
 for seed in "${seeds[@]}"; do
-  pruned=$(find_run "$OUT/adaptive" "seed=$seed")
-  run "experiment=[$EXPERIMENT,dense_same_size]" "${common[@]:1}" "widths_from=$pruned/export" "seed=$seed" \
-    "hydra.run.dir=$OUT/baselines/dense_same_size_seed$seed"
+  train "$OUT/dense/seed$seed" "experiment=$EXPERIMENT" "${recipe[@]}" dropout=standard "seed=$seed"
+  train "$OUT/adaptive/alpha${MID_ALPHA}_seed$seed" "experiment=$EXPERIMENT" "${recipe[@]}" dropout=adaptive \
+    "pruning.alpha=$MID_ALPHA" "seed=$seed"
+  pruned=$OUT/adaptive/alpha${MID_ALPHA}_seed$seed
+  train "$OUT/baselines/dense_same_size_seed$seed" "experiment=[$EXPERIMENT,dense_same_size]" "${recipe[@]}" \
+    "widths_from=$pruned/export" "seed=$seed"
 done
 for seed in "${sweep_seeds[@]}"; do
-  pruned=$(find_run "$OUT/adaptive" "seed=$seed")
-  dense=$(find_run "$OUT/dense" "seed=$seed")
-  run "experiment=[$EXPERIMENT,dense_uniform]" "${common[@]:1}" "params_from=$pruned/export" "seed=$seed" \
-    "hydra.run.dir=$OUT/baselines/dense_uniform_seed$seed"
-  run "experiment=[$EXPERIMENT,magnitude_finetune]" "callbacks.progress_bar=null" "${extra[@]}" "trainer.max_steps=$FINETUNE_STEPS" \
-    "init_from=$dense" "counts_from=$pruned/export" "seed=$seed" "hydra.run.dir=$OUT/baselines/magnitude_seed$seed"
+  pruned=$OUT/adaptive/alpha${MID_ALPHA}_seed$seed
+  for alpha in "${alphas[0]}" "${alphas[2]}"; do
+    train "$OUT/adaptive/alpha${alpha}_seed$seed" "experiment=$EXPERIMENT" "${recipe[@]}" dropout=adaptive \
+      "pruning.alpha=$alpha" "seed=$seed"
+  done
+  train "$OUT/dense/seed$seed" "experiment=$EXPERIMENT" "${recipe[@]}" dropout=standard "seed=$seed"
+  train "$OUT/adaptive/alpha${MID_ALPHA}_seed$seed" "experiment=$EXPERIMENT" "${recipe[@]}" dropout=adaptive \
+    "pruning.alpha=$MID_ALPHA" "seed=$seed"
+  train "$OUT/l0/alpha${L0_ALPHA}_seed$seed" "experiment=$EXPERIMENT" "${recipe[@]}" dropout=hard_concrete \
+    "pruning.alpha=$L0_ALPHA" "seed=$seed"
+  for site in ffn attention conv; do
+    train "$OUT/ablations/${site}_seed$seed" "experiment=$EXPERIMENT" "${recipe[@]}" "dropout=adaptive_$site" \
+      "pruning.alpha=$MID_ALPHA" "seed=$seed"
+  done
+  train "$OUT/baselines/dense_uniform_seed$seed" "experiment=[$EXPERIMENT,dense_uniform]" "${recipe[@]}" \
+    "params_from=$pruned/export" "seed=$seed"
+  train "$OUT/baselines/magnitude_seed$seed" "experiment=[$EXPERIMENT,magnitude_finetune]" \
+    "${recipe[@]}" "trainer.max_steps=$FINETUNE_STEPS" "init_from=$OUT/dense/seed$seed" \
+    "counts_from=$pruned/export" "seed=$seed"
 done
 
 "$PY" scripts/report.py "sweep_dir=$OUT" "out_dir=$OUT/report"

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Run:
     mac_ratio: float | None
     cpu_speedup: float | None
     corpus_id: str | None = None
+    decided: float | None = None
     setting: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -261,7 +263,26 @@ def read_run(run_dir: str | Path, metric: str = "wer") -> Run:
         mac_ratio=report.get("mac_ratio"),
         cpu_speedup=_speedup(run_dir, results),
         corpus_id=(results.get("corpus") or {}).get("corpus_id"),
+        decided=_decided(results),
     )
+
+
+def _decided(results: Mapping) -> float | None:
+    """Fraction of learned retention probabilities below 0.1 or above 0.9 (``results.json`` ``retention``;
+    for runs written before it existed, recomputed from the evaluated checkpoint's keep logits)."""
+    retention = (results.get("retention") or {}).get("all")
+    if retention:
+        return float(retention["decided"])
+    checkpoint = results.get("checkpoint")
+    if not checkpoint or not Path(checkpoint).is_file():
+        return None
+    from conformer_prune.export import read_checkpoint
+
+    logits = [v for k, v in read_checkpoint(Path(checkpoint))["state_dict"].items() if k.endswith(".keep_logits")]
+    if not logits:
+        return None
+    probs = torch.sigmoid(torch.cat([v.flatten().float() for v in logits]))
+    return float(((probs < 0.1) | (probs > 0.9)).float().mean())
 
 
 def find_runs(dirs: Sequence[str | Path], metric: str = "wer") -> list[Run]:
@@ -449,9 +470,16 @@ def removed_fraction(group: Group, ref_params: float | None) -> float | None:
 
 
 def markdown(
-    groups: Sequence[Group], subsets: Sequence[str], sources: Sequence[str], command: str = "", metric: str = "wer"
+    groups: Sequence[Group],
+    subsets: Sequence[str],
+    sources: Sequence[str],
+    command: str = "",
+    metric: str = "wer",
+    compare_on: str = "wer",
 ) -> str:
-    """The ``report.md`` text (``metric``: which decoder's error rates the runs were read with)."""
+    """The ``report.md`` text (``metric``: which decoder's error rates the runs were read with;
+    ``compare_on``: ``wer`` or ``cer``, the error rate of the comparisons and their verdicts)."""
+    name = compare_on.upper()
     ref = reference_group(groups)
     ref_params = ref.stat("params_after").mean if ref else None
     runs = [r for g in groups for r in g.runs]
@@ -479,7 +507,7 @@ def markdown(
     )
     lines.append("")
     header = ["method", "seeds", "params before", "params after", "% fewer"]
-    header += [f"WER {s}" for s in subsets] + ["train time", "MACs ÷", "CPU speed-up"]
+    header += [f"WER {s}" for s in subsets] + ["train time", "MACs ÷", "CPU speed-up", "decided σ(β)"]
     rows = []
     for g in groups:
         removed = removed_fraction(g, ref_params)
@@ -496,9 +524,16 @@ def markdown(
                 _seconds(g.stat("train_seconds").mean),
                 _ratio(g.stat("mac_ratio").mean),
                 _ratio(g.stat("cpu_speedup").mean),
+                _pct(g.stat("decided"), digits=0),
             ]
         )
     lines += _table(header, rows)
+    if any(g.stat("decided").mean is not None for g in groups):
+        lines += [
+            "",
+            "*decided σ(β)*: % of the learned retention probabilities below 0.1 or above 0.9 at the end "
+            "(100 for a fully bimodal distribution).",
+        ]
     lines += ["", "## Character error rates", ""]
     lines += _table(
         ["method", "seeds"] + [f"CER {s}" for s in subsets],
@@ -507,16 +542,16 @@ def markdown(
     if ref is not None and len(groups) > 1:
         lines += ["", f"## Against the reference ({ref.label})", ""]
         lines.append(
-            "ΔWER in percentage points (negative: fewer errors than the reference), with the seed spread (the "
+            f"Δ{name} in percentage points (negative: fewer errors than the reference), with the seed spread (the "
             "larger std of the two groups). A difference no larger than the spread is a **tie**."
         )
         lines.append("")
-        header = ["method", "% fewer params"] + [f"ΔWER {s}" for s in subsets] + [f"vs ref {s}" for s in subsets]
+        header = ["method", "% fewer params"] + [f"Δ{name} {s}" for s in subsets] + [f"vs ref {s}" for s in subsets]
         rows = []
         for g in groups:
             if g is ref:
                 continue
-            cmp = [compare(g.stat("wer", s), ref.stat("wer", s)) for s in subsets]
+            cmp = [compare(g.stat(compare_on, s), ref.stat(compare_on, s)) for s in subsets]
             removed = removed_fraction(g, ref_params)
             rows.append(
                 [g.label, "–" if removed is None else f"{100 * removed:.1f}"]
@@ -528,15 +563,15 @@ def markdown(
     if pairs:
         lines += ["", "## Pruned model vs the baselines matched to it", ""]
         lines.append(
-            "ΔWER = pruned − baseline in percentage points (negative: the pruned model makes fewer errors); "
+            f"Δ{name} = pruned − baseline in percentage points (negative: the pruned model makes fewer errors); "
             "verdict for the pruned model; ties as above."
         )
         lines.append("")
         header = ["pruned", "baseline", "params pruned / baseline"]
-        header += [f"ΔWER {s}" for s in subsets] + [f"pruned {s}" for s in subsets]
+        header += [f"Δ{name} {s}" for s in subsets] + [f"pruned {s}" for s in subsets]
         rows = []
         for pruned, base in pairs:
-            cmp = [compare(pruned.stat("wer", s), base.stat("wer", s)) for s in subsets]
+            cmp = [compare(pruned.stat(compare_on, s), base.stat(compare_on, s)) for s in subsets]
             rows.append(
                 [
                     pruned.label,
@@ -605,8 +640,8 @@ def _matched_pairs(groups: Sequence[Group]) -> list[tuple[Group, Group]]:
 
 
 # -- csv -------------------------------------------------------------------------------------------
-def group_rows(groups: Sequence[Group], subsets: Sequence[str]) -> list[dict[str, Any]]:
-    """One ``report.csv`` row per group (means, stds, counts)."""
+def group_rows(groups: Sequence[Group], subsets: Sequence[str], compare_on: str = "wer") -> list[dict[str, Any]]:
+    """One ``report.csv`` row per group (means, stds, counts; verdicts against the reference on ``compare_on``)."""
     ref = reference_group(groups)
     ref_params = ref.stat("params_after").mean if ref else None
     rows = []
@@ -629,10 +664,10 @@ def group_rows(groups: Sequence[Group], subsets: Sequence[str]) -> list[dict[str
             for s in subsets:
                 stat = g.stat(metric, s)
                 row[f"{metric}_{s}_mean"], row[f"{metric}_{s}_std"] = stat.mean, stat.std
-                if ref is not None and g is not ref and metric == "wer":
-                    diff, spread, word = compare(stat, ref.stat("wer", s))
-                    row[f"wer_{s}_vs_ref"], row[f"wer_{s}_vs_ref_verdict"] = diff, word
-        for attr in ("train_seconds", "mac_ratio", "cpu_speedup"):
+                if ref is not None and g is not ref and metric == compare_on:
+                    diff, spread, word = compare(stat, ref.stat(metric, s))
+                    row[f"{metric}_{s}_vs_ref"], row[f"{metric}_{s}_vs_ref_verdict"] = diff, word
+        for attr in ("train_seconds", "mac_ratio", "cpu_speedup", "decided"):
             stat = g.stat(attr)
             row[f"{attr}_mean"], row[f"{attr}_std"] = stat.mean, stat.std
         row["run_dirs"] = " ".join(str(r.path) for r in g.runs)
@@ -657,7 +692,9 @@ def run_rows(groups: Sequence[Group], subsets: Sequence[str]) -> list[dict[str, 
                 row[attr] = getattr(r, attr)
             for s in subsets:
                 row[f"wer_{s}"], row[f"cer_{s}"] = r.wer.get(s), r.cer.get(s)
-            row.update(train_seconds=r.train_seconds, mac_ratio=r.mac_ratio, cpu_speedup=r.cpu_speedup)
+            row.update(
+                train_seconds=r.train_seconds, mac_ratio=r.mac_ratio, cpu_speedup=r.cpu_speedup, decided=r.decided
+            )
             row["overrides"] = " ".join(f"{k}={v}" for k, v in r.overrides.items())
             rows.append(row)
     return rows
@@ -690,8 +727,11 @@ STYLE: dict[str, tuple[str, str]] = {
 }
 
 
-def pareto_plot(groups: Sequence[Group], subsets: Sequence[str], file: Path, metric: str = "wer") -> None:
-    """Compacted parameters vs WER, one panel per subset: learned pruning as lines over alpha, baselines marked."""
+def pareto_plot(
+    groups: Sequence[Group], subsets: Sequence[str], file: Path, metric: str = "wer", compare_on: str = "wer"
+) -> None:
+    """Compacted parameters vs error rate (``compare_on``: wer or cer), one panel per subset: learned pruning as
+    lines over alpha, baselines marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -708,7 +748,7 @@ def pareto_plot(groups: Sequence[Group], subsets: Sequence[str], file: Path, met
             marker, colour = STYLE.get(method, ("P", "tab:gray"))
             points = []
             for g in members:
-                x, y = g.stat("params_after"), g.stat("wer", subset)
+                x, y = g.stat("params_after"), g.stat(compare_on, subset)
                 if x.mean is None or y.mean is None:
                     continue
                 points.append((x.mean, 100 * y.mean, 100 * (y.std or 0.0), x.std or 0.0, g))
@@ -741,15 +781,15 @@ def pareto_plot(groups: Sequence[Group], subsets: Sequence[str], file: Path, met
                         fontsize=7,
                         color=colour,
                     )
-        if ref is not None and ref.stat("wer", subset).mean is not None:
-            y = 100 * ref.stat("wer", subset).mean
+        if ref is not None and ref.stat(compare_on, subset).mean is not None:
+            y = 100 * ref.stat(compare_on, subset).mean
             ax.axhline(y, color="black", linestyle="--", linewidth=0.8, alpha=0.6)
             x = ref.stat("params_after").mean
             if x:
                 ax.axvline(x, color="black", linestyle=":", linewidth=0.8, alpha=0.4)
         ax.set_title(f"{subset}")
         ax.set_xlabel("parameters after compaction")
-        ax.set_ylabel(f"{metric.upper().replace('_', ' ')} (%)")
+        ax.set_ylabel(f"{metric.replace('wer', compare_on).upper().replace('_', ' ')} (%)")
         ax.xaxis.set_major_formatter(EngFormatter(places=1))
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -770,14 +810,20 @@ def make_report(
     plot_subsets: Sequence[str] | None = None,
     metric: str = "wer",
     command: str = "",
+    compare_on: str = "wer",
 ) -> dict[str, Path]:
     """Collect the runs under ``dirs`` and write ``report.csv``, ``runs.csv``, ``report.md``, ``pareto.png``.
+
+    ``metric`` picks the decoder (``wer``: each run's default, ``wer_greedy``: greedy); ``compare_on`` the
+    error rate (``wer`` or ``cer``) of the comparisons, their tie/better/worse verdicts and the plot.
 
     Returns:
         File kind -> path written.
     """
     if metric not in ("wer", "wer_greedy"):
         raise ValueError(f"metric must be wer or wer_greedy, got {metric!r}")
+    if compare_on not in ("wer", "cer"):
+        raise ValueError(f"compare_on must be wer or cer, got {compare_on!r}")
     runs = find_runs(dirs, metric)
     groups = group_runs(runs)
     names = ordered_subsets(runs, subsets)
@@ -788,10 +834,10 @@ def make_report(
     out = Path(str(out_dir))
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "report.csv", "runs": out / "runs.csv", "md": out / "report.md", "png": out / "pareto.png"}
-    write_csv(files["csv"], group_rows(groups, names))
+    write_csv(files["csv"], group_rows(groups, names, compare_on))
     write_csv(files["runs"], run_rows(groups, names))
-    files["md"].write_text(markdown(groups, names, [str(d) for d in dirs], command, metric))
-    pareto_plot(groups, plot_names[:4], files["png"], metric)
+    files["md"].write_text(markdown(groups, names, [str(d) for d in dirs], command, metric, compare_on))
+    pareto_plot(groups, plot_names[:4], files["png"], metric, compare_on)
     log.info("report of %d runs in %d groups: %s", len(runs), len(groups), out)
     return files
 
@@ -815,6 +861,7 @@ def report(cfg: Any) -> dict[str, Path]:
         plot_subsets=list(cfg.plot_subsets) if cfg.get("plot_subsets") else None,
         metric=str(cfg.get("metric") or "wer"),
         command=_command(),
+        compare_on=str(cfg.get("compare_on") or "wer"),
     )
 
 

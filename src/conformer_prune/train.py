@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conformer_prune.decoders import build_decoders
 from conformer_prune.evaluate import evaluate_net, flatten_results
-from conformer_prune.pruning.compact import count_params, encoder_of
+from conformer_prune.pruning.compact import count_params, encoder_of, retention_summary
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "corpus": datamodule.corpus_description(),
         "per_subset": per_subset,
     }
+    retention = retention_summary(net)
+    if retention:
+        results["retention"] = retention
     if cfg.get("export") and best:
         from conformer_prune.export import export_checkpoint
 

@@ -266,3 +266,26 @@ def test_evaluation_results_are_not_runs(tmp_path: Path) -> None:
     (tmp_path / "evaluate").mkdir()
     (tmp_path / "evaluate" / "results.json").write_text(json.dumps({"model_path": "x", "wer": {"test-clean": 0.1}}))
     assert [r.path.name for r in find_runs([tmp_path])] == ["train"]
+
+
+def test_comparisons_on_cer_and_the_decided_column(sweep: Path, tmp_path: Path) -> None:
+    for job in ("0", "1", "2"):  # alpha 1e-4: 90 % of its retention probabilities near 0 or 1
+        results_file = sweep / "sweep" / "adaptive" / job / "results.json"
+        results = json.loads(results_file.read_text())
+        results["retention"] = {"all": {"units": 100, "pruned": 0.5, "near_zero": 0.5, "near_one": 0.4, "decided": 0.9}}
+        results_file.write_text(json.dumps(results))
+    files = make_report([sweep], tmp_path / "report", compare_on="cer")
+    rows = {r["group"]: r for r in csv.DictReader(files["csv"].open())}
+    worst = rows["adaptive dropout α=0.001"]
+    # CER = WER / 2 in these runs: 15.0 vs 10.0 ± 0.5
+    assert worst["cer_test-clean_vs_ref_verdict"] == "worse" and "wer_test-clean_vs_ref_verdict" not in worst
+    assert float(worst["cer_test-clean_vs_ref"]) == pytest.approx(0.05)
+    assert float(rows["adaptive dropout α=0.0001"]["decided_mean"]) == pytest.approx(0.9)
+    assert rows["adaptive dropout α=0.0003"]["decided_mean"] == ""
+    md = files["md"].read_text()
+    assert "ΔCER test-clean" in md and "ΔWER" not in md
+    assert "*decided σ(β)*" in md
+    line = next(row for row in md.splitlines() if row.startswith("| adaptive dropout α=0.0001 |"))
+    assert line.endswith("| 90 ± 0 |")
+    with pytest.raises(ValueError, match="compare_on"):
+        make_report([sweep], tmp_path / "bad", compare_on="per")

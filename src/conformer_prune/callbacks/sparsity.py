@@ -1,9 +1,10 @@
 """Sparsity monitor: kept-unit statistics while training (TensorBoard + progress bar).
 
 Logs, per site kind and overall: ``prune/expected_keep/<kind>`` (mean σ(β)), ``prune/kept/<kind>``
-(fraction of units the eval gate keeps), ``prune/kept_ratio``, and ``prune/params_if_compacted``
-(parameter count of the model compacted now). At each validation it also writes histograms of σ(β)
-per site kind and an image of kept units per layer × site kind to TensorBoard.
+(fraction of units the eval gate keeps), ``prune/kept_ratio``, ``prune/decided`` (fraction of units with
+σ(β) below 0.1 or above 0.9: 1.0 when the retention probabilities are fully bimodal) and
+``prune/params_if_compacted`` (parameter count of the model compacted now). At each validation it also
+writes histograms of σ(β) per site kind and an image of kept units per layer × site kind to TensorBoard.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from conformer_prune.dropout.base import LearnsRetention
 from conformer_prune.models.conformer import SITE_KINDS
-from conformer_prune.pruning.compact import compact_copy, count_params, expected_keep, kept_units
+from conformer_prune.pruning.compact import compact_copy, count_params, expected_keep, kept_units, retention_summary
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class SparsityMonitor(L.Callback):
             stats[f"prune/kept/{kind}"] = k / n if n else 0.0
             total_kept, total = total_kept + k, total + n
         stats["prune/kept_ratio"] = total_kept / total if total else 1.0
+        decided = retention_summary(pl_module.net).get("all")
+        if decided is not None:
+            stats["prune/decided"] = decided["decided"]
         return stats
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:

@@ -50,6 +50,39 @@ def expected_keep(net: nn.Module) -> dict[str, float]:
     return {kind: total / n for kind, (total, n) in sums.items() if n}
 
 
+def retention_summary(net: nn.Module, margin: float = 0.1) -> dict[str, dict[str, float]]:
+    """How decided the learned retention probabilities are, per site kind and ``"all"``.
+
+    For the units of strategies that learn ``σ(β)``: ``units`` (count), ``pruned`` (fraction the eval
+    gate removes), ``near_zero`` (fraction with ``σ(β) < margin``), ``near_one`` (``σ(β) > 1 − margin``)
+    and ``decided`` (their sum: 1.0 for a perfectly bimodal distribution). Empty without such units.
+    """
+    if not 0.0 < margin < 0.5:
+        raise ValueError(f"retention margin must be in (0, 0.5), got {margin}")
+    probs: dict[str, list[torch.Tensor]] = defaultdict(list)
+    pruned: dict[str, int] = defaultdict(int)
+    for site in encoder_of(net).sites():
+        if isinstance(site.module, LearnsRetention):
+            probs[site.kind].append(site.module.keep_prob().detach().float().cpu())
+            pruned[site.kind] += site.module.num_units - int(site.module.keep_mask().sum())
+    if not probs:
+        return {}
+    groups = {kind: torch.cat(p) for kind, p in probs.items()}
+    groups["all"] = torch.cat(list(groups.values()))
+    pruned["all"] = sum(pruned.values())
+    summary = {}
+    for kind, p in groups.items():
+        near_zero, near_one = float((p < margin).float().mean()), float((p > 1.0 - margin).float().mean())
+        summary[kind] = {
+            "units": p.numel(),
+            "pruned": pruned[kind] / p.numel(),
+            "near_zero": near_zero,
+            "near_one": near_one,
+            "decided": near_zero + near_one,
+        }
+    return summary
+
+
 def compact_copy(net: nn.Module) -> nn.Module:
     """A compacted deep copy of ``net`` (eval mode); the original is untouched."""
     compacted = copy.deepcopy(net).eval()

@@ -104,3 +104,19 @@ def test_encoder_is_built_on_meta_device_during_validation(tmp_path) -> None:
     with torch.device("meta"):
         enc = instantiate(cfg.model.net.encoder)
     assert next(enc.parameters()).is_meta
+
+
+def test_quickstart_experiment_is_the_default_run(tmp_path) -> None:
+    """``experiment=quickstart`` only pins what ``scripts/train.py`` runs with no arguments."""
+    common = [f"hydra.run.dir={tmp_path}", f"paths.data_dir={tmp_path}/data"]
+    default = compose_train(common)
+    pinned = compose_train([*common, "experiment=quickstart"])
+
+    def plain(cfg) -> dict:
+        return {
+            key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+            for key in cfg
+            if key != "hydra"
+        }
+
+    assert plain(pinned) == plain(default)
