@@ -30,6 +30,7 @@ ALPHAS=${ALPHAS:-1e-6,2e-6,4e-6}
 L0_ALPHA=${L0_ALPHA:-3e-4}   # expected-L0 gradient per gate ~ 0.09·alpha: similar pull to adaptive at 2e-6
 FINETUNE_STEPS=${FINETUNE_STEPS:-$((STEPS / 2))}
 OUT=${OUT:-outputs/reproduce}
+COMPARE_ON=${COMPARE_ON:-cer}  # the report's verdicts: cer (informative after 400 steps, where every WER is high) | wer
 IFS=, read -r -a alphas <<<"$ALPHAS"
 IFS=, read -r -a seeds <<<"$SEEDS"
 IFS=, read -r -a sweep_seeds <<<"$SWEEP_SEEDS"
@@ -81,5 +82,5 @@ for seed in "${sweep_seeds[@]}"; do
     "counts_from=$pruned/export" "seed=$seed"
 done
 
-"$PY" scripts/report.py "sweep_dir=$OUT" "out_dir=$OUT/report"
+"$PY" scripts/report.py "sweep_dir=$OUT" "out_dir=$OUT/report" "compare_on=$COMPARE_ON"
 echo "[reproduce] done in $(( ($(date +%s) - start) / 60 )) min: $OUT/report/report.md" >&2

@@ -109,6 +109,7 @@ class Run:
     corpus_id: str | None = None
     decided: float | None = None
     setting: dict[str, str] = field(default_factory=dict)
+    config: dict = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
@@ -263,7 +264,8 @@ def read_run(run_dir: str | Path, metric: str = "wer") -> Run:
         mac_ratio=report.get("mac_ratio"),
         cpu_speedup=_speedup(run_dir, results),
         corpus_id=(results.get("corpus") or {}).get("corpus_id"),
-        decided=_decided(results),
+        decided=_decided(results) if method in ALPHA_METHODS else None,
+        config=config,
     )
 
 
@@ -324,16 +326,25 @@ def _ignored(key: str) -> bool:
     return any(key == k or (k.endswith(".") and key.startswith(k)) for k in IGNORED_OVERRIDES)
 
 
+def _setting_value(run: Run, key: str) -> str:
+    """The value ``key`` had in ``run``: the resolved config value where the key names one (so ``400`` given
+    on the command line equals ``400`` from a preset), else the override as written, else ``<default>``."""
+    resolved = _select(run.config, key)
+    if resolved is not None and not isinstance(resolved, Mapping | list):
+        return str(resolved)
+    return run.overrides.get(key, "<default>")
+
+
 def _assign_settings(runs: list[Run]) -> None:
-    """``run.setting``: the overrides whose value differs between runs of the same method."""
+    """``run.setting``: the overridden keys whose value differs between runs of the same method."""
     by_method: dict[str, list[Run]] = {}
     for run in runs:
         by_method.setdefault(run.method, []).append(run)
     for group in by_method.values():
         keys = sorted({k for run in group for k in run.overrides if not _ignored(k)})
-        varying = [k for k in keys if len({run.overrides.get(k, "<default>") for run in group}) > 1]
+        varying = [k for k in keys if len({_setting_value(run, k) for run in group}) > 1]
         for run in group:
-            run.setting = {k: run.overrides.get(k, "<default>") for k in varying}
+            run.setting = {k: _setting_value(run, k) for k in varying}
 
 
 # -- groups ----------------------------------------------------------------------------------------

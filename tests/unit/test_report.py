@@ -228,6 +228,25 @@ def test_varying_overrides_split_groups(tmp_path: Path) -> None:
     ]
 
 
+def test_an_override_equal_to_the_resolved_default_is_no_setting(tmp_path: Path) -> None:
+    # 400 steps from the command line in one run and from a preset in the other: one group; the key that
+    # does differ is shown with its resolved value, also where one run left it at its default
+    for i, (overrides, scale) in enumerate(((["trainer.max_steps=400"], 10.0), (["pruning.logit_lr_scale=30"], 30))):
+        write_run(
+            tmp_path / str(i),
+            dropout="adaptive",
+            seed=1,
+            wer=wers(0.3, 0.5),
+            overrides=overrides,
+            extra={"trainer": {"max_steps": 400}, "pruning": {"alpha": 1e-4, "logit_lr_scale": scale}},
+        )
+    labels = sorted(g.label for g in group_runs(find_runs([tmp_path])))
+    assert labels == [
+        "adaptive dropout α=0.0001 [pruning.logit_lr_scale=10.0]",
+        "adaptive dropout α=0.0001 [pruning.logit_lr_scale=30]",
+    ]
+
+
 def test_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no such directory"):
         find_runs([tmp_path / "missing"])
