@@ -613,7 +613,7 @@ def markdown(
     lines += ["", "## Runs", ""]
     header = ["run", "group", "seed", "params after"] + [f"WER {s}" for s in subsets] + ["train time"]
     rows = [
-        [f"`{r.path}`", g.label, "–" if r.seed is None else str(r.seed), _count(r.params_after)]
+        [f"`{_shown(r.path)}`", g.label, "–" if r.seed is None else str(r.seed), _count(r.params_after)]
         + [_pct(Stat.of([r.wer.get(s)])) for s in subsets]
         + [_seconds(r.train_seconds)]
         for g in groups
@@ -621,6 +621,14 @@ def markdown(
     ]
     lines += _table(header, rows)
     return "\n".join(lines) + "\n"
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (reports do not carry machine paths)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _seeds(group: Group) -> str:
@@ -681,7 +689,7 @@ def group_rows(groups: Sequence[Group], subsets: Sequence[str], compare_on: str 
         for attr in ("train_seconds", "mac_ratio", "cpu_speedup", "decided"):
             stat = g.stat(attr)
             row[f"{attr}_mean"], row[f"{attr}_std"] = stat.mean, stat.std
-        row["run_dirs"] = " ".join(str(r.path) for r in g.runs)
+        row["run_dirs"] = " ".join(_shown(r.path) for r in g.runs)
         rows.append(row)
     return rows
 
@@ -692,7 +700,7 @@ def run_rows(groups: Sequence[Group], subsets: Sequence[str]) -> list[dict[str, 
     for g in groups:
         for r in g.runs:
             row: dict[str, Any] = {
-                "run_dir": str(r.path),
+                "run_dir": _shown(r.path),
                 "group": g.label,
                 "method": r.method,
                 "seed": r.seed,
