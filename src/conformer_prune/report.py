@@ -29,6 +29,7 @@ import math
 import re
 import statistics
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -388,14 +389,23 @@ class Group:
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:
     """Group replicates; order: dense reference, adaptive (by alpha), ablations, baselines, others."""
+
+    def label(run: Run, full: bool) -> str:
+        # the keys this run set itself (all varying keys where that alone would not tell groups apart)
+        shown = {k: v for k, v in run.setting.items() if full or k in run.overrides}
+        setting = ", ".join(f"{k}={v}" for k, v in shown.items())
+        return run.core + (f" ← {run.matched_to}" if run.matched_to else "") + (f" [{setting}]" if setting else "")
+
     groups: dict[tuple, Group] = {}
     for run in runs:
-        setting = ", ".join(f"{k}={v}" for k, v in run.setting.items())
-        label = run.core + (f" ← {run.matched_to}" if run.matched_to else "") + (f" [{setting}]" if setting else "")
         key = (run.method, run.alpha, run.matched_to, tuple(run.setting.items()))
         if key not in groups:
-            groups[key] = Group(label, run.core, run.method, run.kind, run.alpha, run.matched_to, [])
+            groups[key] = Group(label(run, False), run.core, run.method, run.kind, run.alpha, run.matched_to, [])
         groups[key].runs.append(run)
+    labels = Counter(g.label for g in groups.values())
+    for g in groups.values():
+        if labels[g.label] > 1:
+            g.label = label(g.runs[0], True)
     rank = {"dense": 0, "adaptive": 1, "ablation": 2, "baseline": 3}
     return sorted(groups.values(), key=lambda g: (rank.get(g.kind, 4), g.method, g.alpha or 0.0, g.label))
 

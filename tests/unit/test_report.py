@@ -241,8 +241,21 @@ def test_an_override_equal_to_the_resolved_default_is_no_setting(tmp_path: Path)
             extra={"trainer": {"max_steps": 400}, "pruning": {"alpha": 1e-4, "logit_lr_scale": scale}},
         )
     labels = sorted(g.label for g in group_runs(find_runs([tmp_path])))
+    # a label names what its run set; the other run is the plain recipe
+    assert labels == ["adaptive dropout α=0.0001", "adaptive dropout α=0.0001 [pruning.logit_lr_scale=30]"]
+
+    # a third run that also set nothing but resolved to another value: labels name every varying key
+    write_run(
+        tmp_path / "2",
+        dropout="adaptive",
+        seed=1,
+        wer=wers(0.3, 0.5),
+        extra={"trainer": {"max_steps": 400}, "pruning": {"alpha": 1e-4, "logit_lr_scale": 20.0}},
+    )
+    labels = sorted(g.label for g in group_runs(find_runs([tmp_path])))
     assert labels == [
         "adaptive dropout α=0.0001 [pruning.logit_lr_scale=10.0]",
+        "adaptive dropout α=0.0001 [pruning.logit_lr_scale=20.0]",
         "adaptive dropout α=0.0001 [pruning.logit_lr_scale=30]",
     ]
 
