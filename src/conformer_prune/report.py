@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 log = logging.getLogger(__name__)
@@ -271,21 +270,23 @@ def read_run(run_dir: str | Path, metric: str = "wer") -> Run:
 
 
 def _decided(results: Mapping) -> float | None:
-    """Fraction of learned retention probabilities below 0.1 or above 0.9 (``results.json`` ``retention``;
-    for runs written before it existed, recomputed from the evaluated checkpoint's keep logits)."""
+    """Fraction of learned retention probabilities near 0 or 1 (``results.json`` ``retention``; for runs
+    written before it existed, recomputed from the evaluated checkpoint's keep logits)."""
     retention = (results.get("retention") or {}).get("all")
     if retention:
         return float(retention["decided"])
     checkpoint = results.get("checkpoint")
     if not checkpoint or not Path(checkpoint).is_file():
         return None
+    import torch
+
     from conformer_prune.export import read_checkpoint
+    from conformer_prune.pruning.compact import decided_fraction
 
     logits = [v for k, v in read_checkpoint(Path(checkpoint))["state_dict"].items() if k.endswith(".keep_logits")]
     if not logits:
         return None
-    probs = torch.sigmoid(torch.cat([v.flatten().float() for v in logits]))
-    return float(((probs < 0.1) | (probs > 0.9)).float().mean())
+    return decided_fraction(torch.sigmoid(torch.cat([v.flatten().float() for v in logits])))
 
 
 def find_runs(dirs: Sequence[str | Path], metric: str = "wer") -> list[Run]:

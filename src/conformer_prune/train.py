@@ -71,10 +71,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_seconds = time.perf_counter() - start
 
-    best = _checkpoint_to_evaluate(trainer, cfg.get("eval_checkpoint", "last"))
-    if best:
-        log.info("evaluating checkpoint %s", best)
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    evaluated = _checkpoint_to_evaluate(trainer, cfg.get("eval_checkpoint", "last"))
+    if evaluated:
+        log.info("evaluating checkpoint %s", evaluated)
+        state = torch.load(evaluated, map_location="cpu", weights_only=False)["state_dict"]
         task.load_state_dict(state, strict=True)
     net = task.net.cpu().eval()
 
@@ -93,17 +93,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 1),
         "global_step": trainer.global_step,
         "nonfinite_batches": task.nonfinite_total,
-        "checkpoint": best,
+        "checkpoint": evaluated,
         "corpus": datamodule.corpus_description(),
         "per_subset": per_subset,
     }
     retention = retention_summary(net)
     if retention:
         results["retention"] = retention
-    if cfg.get("export") and best:
+    if cfg.get("export") and evaluated:
         from conformer_prune.export import export_checkpoint
 
-        report = export_checkpoint(best, out_dir / "export", datamodule=datamodule)
+        report = export_checkpoint(evaluated, out_dir / "export", datamodule=datamodule)
         results["params"]["compacted_total"] = report["params_after"]
         results["params"]["compacted_encoder"] = report["encoder_params_after"]
         results["export"] = str(out_dir / "export")

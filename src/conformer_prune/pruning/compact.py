@@ -50,7 +50,17 @@ def expected_keep(net: nn.Module) -> dict[str, float]:
     return {kind: total / n for kind, (total, n) in sums.items() if n}
 
 
-def retention_summary(net: nn.Module, margin: float = 0.1) -> dict[str, dict[str, float]]:
+DECIDED_MARGIN = 0.1
+"""A retention probability below this or above ``1 − DECIDED_MARGIN`` counts as decided."""
+
+
+def decided_fraction(probs: torch.Tensor, margin: float = DECIDED_MARGIN) -> float:
+    """Fraction of the retention probabilities ``probs`` below ``margin`` or above ``1 − margin``
+    (1.0 for a fully bimodal distribution)."""
+    return float(((probs < margin) | (probs > 1.0 - margin)).float().mean())
+
+
+def retention_summary(net: nn.Module, margin: float = DECIDED_MARGIN) -> dict[str, dict[str, float]]:
     """How decided the learned retention probabilities are, per site kind and ``"all"``.
 
     For the units of strategies that learn ``σ(β)``: ``units`` (count), ``pruned`` (fraction the eval
@@ -78,7 +88,7 @@ def retention_summary(net: nn.Module, margin: float = 0.1) -> dict[str, dict[str
             "pruned": pruned[kind] / p.numel(),
             "near_zero": near_zero,
             "near_one": near_one,
-            "decided": near_zero + near_one,
+            "decided": decided_fraction(p, margin),
         }
     return summary
 
