@@ -117,6 +117,11 @@ class UtteranceDataset(Dataset):
         extractor: computes the raw log-mel features (CMVN is applied in the collate function).
         cache: keep computed features in RAM, so later epochs skip FLAC decoding.
         speeds: speed-perturbation factors drawn uniformly per item (``(1.0,)``: none).
+        seed: base seed of the speed draws.
+
+    The speed of an item is a function of (``seed``, the epoch of :attr:`sampler`, the item's index), as
+    the SpecAugment masks are: a run resumed mid-epoch perturbs every utterance as the uninterrupted
+    run does. The data module sets :attr:`sampler` to the training batch sampler.
     """
 
     def __init__(
@@ -127,12 +132,15 @@ class UtteranceDataset(Dataset):
         *,
         cache: bool = True,
         speeds: Sequence[float] = (1.0,),
+        seed: int = 0,
     ) -> None:
         self.utterances = list(utterances)
         self.extractor = extractor
         self.tokens = [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in self.utterances]
         self.cache = cache
         self.speeds = tuple(float(s) for s in speeds) or (1.0,)
+        self.seed = int(seed)
+        self.sampler: DurationBucketSampler | None = None
         self._features: dict[tuple[int, float], Tensor] = {}
         self.failed: dict[str, str] = {}
 
@@ -170,11 +178,17 @@ class UtteranceDataset(Dataset):
             for speed in self.speeds:
                 self.features(index, speed)
 
+    def speed(self, index: int) -> float:
+        """Speed factor of item ``index`` in the sampler's current epoch."""
+        if len(self.speeds) == 1:
+            return self.speeds[0]
+        epoch = getattr(self.sampler, "epoch", 0)
+        return self.speeds[int(np.random.default_rng([self.seed, epoch, index]).integers(len(self.speeds)))]
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
-        speed = self.speeds[int(torch.randint(len(self.speeds), ()))] if len(self.speeds) > 1 else self.speeds[0]
         utt = self.utterances[index]
         try:
-            feats = self.features(index, speed)
+            feats = self.features(index, self.speed(index))
         except ValueError as err:
             if utt.utt_id not in self.failed:
                 log.warning("%s (skipped)", err)
@@ -460,7 +474,9 @@ class LibriSpeechDataModule(L.LightningDataModule):
             if not names:
                 raise ValueError(f"data.{split}_subsets is empty: name at least one subset")
             utts, speeds = self._eval_utterances(names, split), (1.0,)
-        dataset = UtteranceDataset(utts, self.tokenizer, extractor, cache=self.cache_features, speeds=speeds)
+        dataset = UtteranceDataset(
+            utts, self.tokenizer, extractor, cache=self.cache_features, speeds=speeds, seed=self.seed
+        )
         self._datasets[split] = dataset
         return dataset
 
@@ -536,6 +552,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
             sampler.load_state_dict(self._pending_sampler_state)
             self._pending_sampler_state = None
         self._train_sampler = sampler
+        dataset.sampler = sampler  # its epoch enters the speed draws
         spec_augment = SpecAugment(**self.spec_augment_cfg) if self.spec_augment_cfg else None
         return self._loader(dataset, sampler, Collate(self.feature_extractor.cmvn, spec_augment, self.seed, sampler))
 

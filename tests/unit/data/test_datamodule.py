@@ -136,6 +136,22 @@ def test_speed_perturbation_in_training_only(tiny_librispeech: Path, tmp_path: P
         make_dm(tiny_librispeech, tmp_path, features={"speed_perturb": [3.0]}).setup("fit")
 
 
+def test_speed_draws_depend_on_seed_epoch_and_item_only(tiny_librispeech: Path, tmp_path: Path) -> None:
+    def draws(seed: int, epoch: int) -> list[float]:
+        dm = make_dm(tiny_librispeech, tmp_path, features={"speed_perturb": [0.9, 1.0, 1.1]}, seed=seed)
+        dm.setup("fit")
+        dm.trainer = fake_trainer(epoch)
+        dm.train_dataloader()
+        dataset = dm._dataset("train")
+        torch.rand(7)  # the global RNG does not enter
+        return [dataset.speed(i) for i in range(len(dataset))]
+
+    first = draws(5, 0)
+    assert draws(5, 0) == first  # a resumed run draws the same speeds
+    assert len(set(first)) > 1
+    assert draws(5, 1) != first and draws(6, 0) != first
+
+
 def test_state_dict_resumes_mid_epoch_exactly(tiny_librispeech: Path, tmp_path: Path) -> None:
     dm = make_dm(tiny_librispeech, tmp_path, max_batch_seconds=1.5)
     dm.setup("fit")
