@@ -64,9 +64,10 @@ class HardConcreteGate(UnitDropout):
     def mask_like(self, x: Tensor) -> Tensor:
         if not self.training:
             return self.eval_gate().to(x.dtype)
-        u = torch.rand(x.shape, device=x.device, dtype=x.dtype).clamp_(_EPS, 1.0 - _EPS)
-        s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha.to(x.dtype)) / self.temperature)
-        return self._stretch(s)
+        # float32 noise whatever the autocast dtype (a bf16 rand can return 1.0 and truncates the tail)
+        u = torch.rand(x.shape, device=x.device, dtype=torch.float32).clamp_(_EPS, 1.0 - _EPS)
+        s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha.float()) / self.temperature)
+        return self._stretch(s).to(x.dtype)
 
     def penalty(self) -> Tensor:
         """Expected number of non-zero gates (the relaxed L0 norm)."""

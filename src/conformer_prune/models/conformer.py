@@ -10,8 +10,8 @@ site       unit                            removed per pruned unit
 ``ffn2``   hidden neuron of the last FFN   same
 ``query``  attention query dim             q/k/pos rows, u/v bias entries
 ``value``  attention value dim             v row + bias, output-projection column
-``conv``   LConv channel entering the      both GLU rows + biases, depthwise filter,
-           depthwise convolution           norm channel, pointwise-out column
+``conv``   LConv channel (masked after     both GLU rows + biases, depthwise filter,
+           BatchNorm + Swish by default)   norm channel, pointwise-out column
 =========  ==============================  ===========================================
 
 Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``D`` model dim, ``U`` units of a site.
@@ -20,6 +20,7 @@ Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``D`` model dim, ``U`` units 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -61,9 +62,20 @@ class FeedForward(nn.Module):
         return self.unit_dropout.num_units
 
 
+MaskPosition = Literal["input", "output"]
+
+
 class ConvModule(nn.Module):
-    """LConv: LayerNorm → pointwise (D→2C) → GLU → unit dropout (site) → depthwise conv → BatchNorm →
-    Swish → pointwise (C→D) → dropout. ``C = D`` before pruning."""
+    """LConv: LayerNorm → pointwise (D→2C) → GLU → depthwise conv → BatchNorm → Swish → pointwise (C→D)
+    → dropout, ``C = D`` before pruning. The unit dropout (the site) masks the ``C`` channels at
+    ``mask_position``:
+
+    * ``"output"`` (default): after BatchNorm + Swish, at the input of the output pointwise conv. The
+      mask's scale reaches the output, so the loss can fade a channel out.
+    * ``"input"``: after the GLU, before the depthwise conv (the paper's "input vectors of the LConv").
+      Training-mode BatchNorm normalises each channel by its batch statistics and cancels the mask's mean
+      scale there, so the loss cannot fade a channel out (measured: the LConv-only ablation pruned nothing).
+    """
 
     def __init__(
         self,
@@ -72,11 +84,15 @@ class ConvModule(nn.Module):
         dropout_rate: float,
         unit_dropout: DropoutFactory | None,
         channels: int | None = None,
+        mask_position: MaskPosition = "output",
     ) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"encoder.kernel_size must be odd for a centred convolution, got {kernel_size}")
+        if mask_position not in ("input", "output"):
+            raise ValueError(f"encoder.conv_mask_position must be 'input' or 'output', got {mask_position!r}")
         channels = d_model if channels is None else channels
+        self.mask_position = mask_position
         self.norm = nn.LayerNorm(d_model)
         self.pointwise_in = nn.Linear(d_model, 2 * channels)
         self.unit_dropout: UnitDropout = (unit_dropout or NoDropout)(channels)
@@ -93,32 +109,41 @@ class ConvModule(nn.Module):
         if self.depthwise.out_channels == 0:  # every channel pruned: only the output bias is left
             return self.dropout(self.pointwise_out(x.new_zeros(*x.shape[:2], 0)))
         x = nn.functional.glu(self.pointwise_in(self.norm(x)), dim=-1)  # (B, T, C)
-        x = self.unit_dropout(x).masked_fill(pad_mask[..., None], 0.0)  # zeros keep padding out of the conv
+        if self.mask_position == "input":
+            x = self.unit_dropout(x)
+        x = x.masked_fill(pad_mask[..., None], 0.0)  # zeros keep padding out of the conv
         x = self.depthwise(x.transpose(1, 2))  # (B, C, T)
         x = self.activation(self.batch_norm(x)).transpose(1, 2)  # (B, T, C)
+        if self.mask_position == "output":
+            x = self.unit_dropout(x)
         return self.dropout(self.pointwise_out(x))
 
     @torch.no_grad()
     def compact_(self) -> int:
-        """Remove pruned channels (both GLU halves, filter, norm channel, output column); folds the gate
-        into the GLU value half (the GLU is linear in it). Returns the kept count.
+        """Remove pruned channels (both GLU halves, filter, norm channel, output column), folding the eval
+        gate into the next linear map: the GLU value half (``"input"``; the GLU is linear in it) or the
+        output pointwise conv's columns (``"output"``). Returns the kept count.
 
         Exact only with BatchNorm in eval mode (running statistics), which is how a model is exported.
         """
         gate = self.unit_dropout.eval_gate().to(self.pointwise_in.weight)
         keep = gate != 0
         both = torch.cat([keep, keep])
-        scale = torch.cat([gate[keep], torch.ones_like(gate[keep])])
-        self.pointwise_in = slice_linear(self.pointwise_in, out_keep=both, out_scale=scale)
-        # A pruned channel enters the depthwise conv as 0, but BatchNorm's shift turns it into a constant
-        # silu(bias - mean * weight / std) that still reaches the output: fold it into the output bias.
         bn = self.batch_norm
-        shift = bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C,)
-        constant = self.pointwise_out.weight[:, ~keep] @ self.activation(shift[~keep])  # (D,)
-        self.pointwise_out = slice_linear(self.pointwise_out, in_keep=keep)
-        self.pointwise_out.bias += constant
+        if self.mask_position == "input":
+            scale = torch.cat([gate[keep], torch.ones_like(gate[keep])])
+            self.pointwise_in = slice_linear(self.pointwise_in, out_keep=both, out_scale=scale)
+            # A pruned channel enters the depthwise conv as 0, but BatchNorm's shift turns it into a
+            # constant silu(bias - mean * weight / std) that still reaches the output: fold it into the bias.
+            shift = bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C,)
+            constant = self.pointwise_out.weight[:, ~keep] @ self.activation(shift[~keep])  # (D,)
+            self.pointwise_out = slice_linear(self.pointwise_out, in_keep=keep)
+            self.pointwise_out.bias += constant
+        else:  # a pruned channel is zeroed after the activation: it reaches nothing
+            self.pointwise_in = slice_linear(self.pointwise_in, out_keep=both)
+            self.pointwise_out = slice_linear(self.pointwise_out, in_keep=keep, in_scale=gate[keep])
         self.depthwise = slice_depthwise_conv(self.depthwise, keep)
-        self.batch_norm = slice_norm(self.batch_norm, keep)
+        self.batch_norm = slice_norm(bn, keep)
         self.unit_dropout = NoDropout(int(keep.sum()))
         return self.unit_dropout.num_units
 
@@ -143,6 +168,7 @@ class ConformerBlock(nn.Module):
         value_dropout: DropoutFactory | None = None,
         conv_dropout: DropoutFactory | None = None,
         widths: dict | None = None,
+        conv_mask_position: MaskPosition = "output",
     ) -> None:
         super().__init__()
         widths = widths or {}
@@ -158,7 +184,9 @@ class ConformerBlock(nn.Module):
             v_dims=widths.get("v_dims"),
         )
         self.attn_dropout = nn.Dropout(dropout_rate)
-        self.conv = ConvModule(d_model, kernel_size, dropout_rate, conv_dropout, channels=widths.get("conv"))
+        self.conv = ConvModule(
+            d_model, kernel_size, dropout_rate, conv_dropout, channels=widths.get("conv"), mask_position=conv_mask_position
+        )
         self.ffn2 = FeedForward(d_model, widths.get("ffn2", d_ff), dropout_rate, ffn_dropout)
         self.final_norm = nn.LayerNorm(d_model)
 
@@ -230,6 +258,8 @@ class ConformerEncoder(nn.Module):
         ffn_dropout, query_dropout, value_dropout, conv_dropout: strategy factories of the four site
             types (Hydra ``_partial_``); ``None`` → no dropout at that site.
         layer_widths: per-block site widths of a compacted model (see :class:`ConformerBlock`).
+        conv_mask_position: where the LConv site masks its channels: ``"output"`` (after BatchNorm +
+            Swish) or ``"input"`` (before the depthwise conv); see :class:`ConvModule`.
     """
 
     def __init__(
@@ -248,6 +278,7 @@ class ConformerEncoder(nn.Module):
         value_dropout: DropoutFactory | None = None,
         conv_dropout: DropoutFactory | None = None,
         layer_widths: list[dict] | None = None,
+        conv_mask_position: MaskPosition = "output",
     ) -> None:
         super().__init__()
         if layer_widths is not None and len(layer_widths) != num_layers:
@@ -270,6 +301,7 @@ class ConformerEncoder(nn.Module):
                 value_dropout,
                 conv_dropout,
                 widths=layer_widths[i] if layer_widths is not None else None,
+                conv_mask_position=conv_mask_position,
             )
             for i in range(num_layers)
         )

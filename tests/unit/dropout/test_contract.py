@@ -106,7 +106,7 @@ def test_utterance_noise_shares_one_mask_across_frames() -> None:
 
 
 def test_adaptive_eval_gate_prunes_below_threshold() -> None:
-    site = AdaptiveDropout(4, threshold=0.5)
+    site = AdaptiveDropout(4, threshold=0.5, eval_mode="scale")
     with torch.no_grad():
         site.keep_logits.copy_(torch.tensor([3.0, 0.1, -0.1, -5.0]))
     gate = site.eval_gate()

@@ -29,11 +29,15 @@ def test_compacted_ffn_matches_gated_eval(keep: list[bool], seed: int) -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(keep=st.lists(st.booleans(), min_size=6, max_size=6), seed=st.integers(0, 2**16))
-def test_compacted_conv_module_matches_gated_eval(keep: list[bool], seed: int) -> None:
+@given(
+    keep=st.lists(st.booleans(), min_size=6, max_size=6),
+    seed=st.integers(0, 2**16),
+    position=st.sampled_from(["input", "output"]),
+)
+def test_compacted_conv_module_matches_gated_eval(keep: list[bool], seed: int, position: str) -> None:
     rng = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    conv = ConvModule(6, 3, 0.1, AdaptiveDropout)
+    conv = ConvModule(6, 3, 0.1, AdaptiveDropout, mask_position=position)
     randomize_(conv, rng)
     conv.eval()
     set_keep(conv.unit_dropout, keep, rng)
@@ -72,8 +76,8 @@ def test_compacted_attention_matches_gated_eval(q_keep: list[bool], v_keep: list
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**16), keep_frac=st.floats(0.0, 1.0))
-def test_compacted_encoder_matches_gated_eval_and_closed_form(seed: int, keep_frac: float) -> None:
+@given(seed=st.integers(0, 2**16), keep_frac=st.floats(0.0, 1.0), position=st.sampled_from(["input", "output"]))
+def test_compacted_encoder_matches_gated_eval_and_closed_form(seed: int, keep_frac: float, position: str) -> None:
     rng = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     enc = ConformerEncoder(
@@ -88,6 +92,7 @@ def test_compacted_encoder_matches_gated_eval_and_closed_form(seed: int, keep_fr
         query_dropout=AdaptiveDropout,
         value_dropout=AdaptiveDropout,
         conv_dropout=AdaptiveDropout,
+        conv_mask_position=position,
     )
     randomize_(enc, rng)
     enc.eval()
