@@ -185,7 +185,12 @@ class ConformerBlock(nn.Module):
         )
         self.attn_dropout = nn.Dropout(dropout_rate)
         self.conv = ConvModule(
-            d_model, kernel_size, dropout_rate, conv_dropout, channels=widths.get("conv"), mask_position=conv_mask_position
+            d_model,
+            kernel_size,
+            dropout_rate,
+            conv_dropout,
+            channels=widths.get("conv"),
+            mask_position=conv_mask_position,
         )
         self.ffn2 = FeedForward(d_model, widths.get("ffn2", d_ff), dropout_rate, ffn_dropout)
         self.final_norm = nn.LayerNorm(d_model)
