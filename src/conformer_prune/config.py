@@ -42,6 +42,8 @@ def validate(cfg: DictConfig) -> None:
         if OmegaConf.select(cfg, key) is not None:
             schedule = _check(key, lambda key=key: instantiate(OmegaConf.select(cfg, key)))
             _check(key, lambda schedule=schedule: schedule(0, 10))
+    if OmegaConf.select(cfg, "pruning.budget") is not None:
+        _check("pruning.target_params", lambda: instantiate(cfg.pruning.budget))
     if OmegaConf.select(cfg, "model.net.encoder") is not None:
         with torch.device("meta"):
             _check("model.net.encoder", lambda: instantiate(cfg.model.net.encoder))

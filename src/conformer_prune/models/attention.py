@@ -168,16 +168,30 @@ class RelPositionMultiHeadAttention(nn.Module):
         self.register_buffer("qk_slots", slots(self.qk_dims).to(device), persistent=False)
         self.register_buffer("v_slots", slots(self.v_dims).to(device), persistent=False)
 
+    def unit_costs(self) -> tuple[int, int]:
+        """Parameters removed with one query dim (its q, k and position-projection rows and biases, and
+        its u/v entries) and with one value dim (its v row and bias, its output-projection column)."""
+        q_cost = sum(m.in_features + (m.bias is not None) for m in (self.linear_q, self.linear_k, self.linear_pos)) + 2
+        v_cost = self.linear_v.in_features + (self.linear_v.bias is not None) + self.linear_out.out_features
+        return q_cost, v_cost
+
+    def surviving(self, q_keep: Tensor, v_keep: Tensor) -> tuple[Tensor, list[bool]]:
+        """``(Sq,)`` query dims that compaction keeps and which heads live: a head with no value dim left
+        is removed with its query dims."""
+        q_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.qk_dims, dtype=torch.long))
+        v_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.v_dims, dtype=torch.long))
+        live = [bool(v_keep[v_head.to(v_keep.device) == h].any()) for h in range(self.num_heads)]
+        return q_keep & torch.tensor(live, dtype=torch.bool)[q_head].to(q_keep.device), live
+
     @torch.no_grad()
     def compact_(self) -> None:
         """Remove pruned query/value dims (and heads left without values), folding the eval gates."""
         q_gate = self.query_dropout.eval_gate().to(self.linear_q.weight)
         v_gate = self.value_dropout.eval_gate().to(self.linear_v.weight)
-        q_keep, v_keep = q_gate != 0, v_gate != 0
+        q_keep, live = self.surviving(q_gate != 0, v_gate != 0)
+        v_keep = v_gate != 0
         q_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.qk_dims, dtype=torch.long))
         v_head = torch.repeat_interleave(torch.arange(self.num_heads), torch.tensor(self.v_dims, dtype=torch.long))
-        live = [bool(v_keep[v_head == h].any()) for h in range(self.num_heads)]
-        q_keep &= torch.tensor(live, dtype=torch.bool)[q_head].to(q_keep.device)
         self.qk_dims = [int(q_keep[q_head == h].sum()) for h in range(self.num_heads) if live[h]]
         self.v_dims = [int(v_keep[v_head == h].sum()) for h in range(self.num_heads) if live[h]]
         q_scale, v_scale = q_gate[q_keep], v_gate[v_keep]

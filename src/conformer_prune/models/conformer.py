@@ -51,6 +51,10 @@ class FeedForward(nn.Module):
         hidden = self.unit_dropout(self.activation(self.linear1(self.norm(x))))  # (B, T, U)
         return self.dropout(self.linear2(hidden))
 
+    def unit_cost(self) -> int:
+        """Parameters removed with one hidden unit: its ``linear1`` row and bias, its ``linear2`` column."""
+        return self.linear1.in_features + (self.linear1.bias is not None) + self.linear2.out_features
+
     @torch.no_grad()
     def compact_(self) -> int:
         """Remove pruned hidden units, folding the eval gate into ``linear2``; returns the kept count."""
@@ -117,6 +121,13 @@ class ConvModule(nn.Module):
         if self.mask_position == "output":
             x = self.unit_dropout(x)
         return self.dropout(self.pointwise_out(x))
+
+    def unit_cost(self) -> int:
+        """Parameters removed with one channel: both GLU rows and biases, its depthwise filter, its norm
+        weight and bias, its output-pointwise column."""
+        pointwise_in = 2 * (self.pointwise_in.in_features + (self.pointwise_in.bias is not None))
+        depthwise = self.depthwise.kernel_size[0] + (self.depthwise.bias is not None)
+        return pointwise_in + depthwise + 2 + self.pointwise_out.out_features
 
     @torch.no_grad()
     def compact_(self) -> int:
@@ -213,6 +224,18 @@ class ConformerBlock(nn.Module):
             "ffn2": self.ffn2.unit_dropout,
         }
 
+    def unit_costs(self) -> dict[str, int]:
+        """Parameters compaction removes with one unit of each site kind (a head left without value dims
+        also takes its query dims: :meth:`RelPositionMultiHeadAttention.surviving`)."""
+        q_cost, v_cost = self.attn.unit_costs()
+        return {
+            "ffn1": self.ffn1.unit_cost(),
+            "query": q_cost,
+            "value": v_cost,
+            "conv": self.conv.unit_cost(),
+            "ffn2": self.ffn2.unit_cost(),
+        }
+
     def widths(self) -> dict:
         """Current width of every site (what a compacted config records)."""
         return {
@@ -241,6 +264,8 @@ class Site:
     layer: int
     kind: str
     module: UnitDropout
+    unit_cost: int
+    """Parameters compaction removes with one unit of this site."""
 
     @property
     def name(self) -> str:
@@ -324,7 +349,11 @@ class ConformerEncoder(nn.Module):
 
     def sites(self) -> list[Site]:
         """Every prunable site, layer by layer, in :data:`SITE_KINDS` order."""
-        return [Site(i, kind, module) for i, layer in enumerate(self.layers) for kind, module in layer.sites().items()]
+        return [
+            Site(i, kind, module, layer.unit_costs()[kind])
+            for i, layer in enumerate(self.layers)
+            for kind, module in layer.sites().items()
+        ]
 
     def layer_widths(self) -> list[dict]:
         return [layer.widths() for layer in self.layers]

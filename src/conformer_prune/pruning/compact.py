@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from conformer_prune.dropout.base import LearnsRetention
+from conformer_prune.dropout.base import LearnsRetention, UnitDropout
 from conformer_prune.models.conformer import SITE_KINDS, ConformerEncoder
 
 FRAMES_PER_SECOND = 100.0
@@ -91,6 +91,27 @@ def retention_summary(net: nn.Module, margin: float = DECIDED_MARGIN) -> dict[st
             "decided": near_zero + near_one,  # = decided_fraction(p, margin), without a third pass
         }
     return summary
+
+
+def strategy_params(net: nn.Module) -> int:
+    """Parameters of the dropout strategies (keep logits): training-only, never exported."""
+    return sum(p.numel() for m in net.modules() if isinstance(m, UnitDropout) for p in m.parameters(recurse=False))
+
+
+@torch.no_grad()
+def params_if_compacted(net: nn.Module) -> int:
+    """``count_params(compact_copy(net))`` in closed form, without copying: the parameters left after
+    removing every pruned unit (each site's unit cost), the query dims of heads left without value
+    dims, and the strategies' own parameters."""
+    total = count_params(net) - strategy_params(net)
+    for layer in encoder_of(net).layers:
+        costs, sites = layer.unit_costs(), layer.sites()
+        keep = {kind: site.keep_mask() for kind, site in sites.items()}
+        for kind, site in sites.items():
+            total -= costs[kind] * (site.num_units - int(keep[kind].sum()))
+        surviving, _ = layer.attn.surviving(keep["query"], keep["value"])
+        total -= costs["query"] * int((keep["query"] & ~surviving).sum())
+    return total
 
 
 def compact_copy(net: nn.Module) -> nn.Module:

@@ -15,7 +15,10 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from conformer_prune.callbacks.schedule import total_steps
 from conformer_prune.dropout.base import UnitDropout
+from conformer_prune.pruning.budget import ParamBudget
+from conformer_prune.tasks.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +42,23 @@ class ASRTask(L.LightningModule):
     Args:
         net: the plain-PyTorch model (``CTCModel`` or ``TransducerModel``).
         optimizer: partial optimiser, called with parameter groups.
-        scheduler: partial LR schedule, called with ``(optimizer, total_steps=...)``; stepped per batch.
+        scheduler: partial LR schedule of the weights, called with ``total_steps=...``; returns
+            ``factor(step)`` (see :mod:`conformer_prune.tasks.lr`); stepped per batch.
         alpha: weight of the dropout strategies' penalties (``pruning.alpha``).
         penalty_reduction: ``"sum"`` over all units (the paper's R) or ``"mean"`` (divided by the
             number of units, so ``alpha`` does not depend on model size).
         max_nonfinite: consecutive non-finite losses tolerated (each batch is skipped) before stopping.
-        logit_lr_scale: learning-rate multiplier for the strategies' own parameters (keep logits). With
-            Adam a parameter moves about ``lr`` per step whatever its gradient's scale, so in a short run
-            the logits need a larger rate to travel from ``logit(0.9)`` to the pruned region.
+        logit_optimizer: partial optimiser of the strategies' own parameters (keep logits), stepped with
+            the weights' optimiser (:mod:`conformer_prune.tasks.optim`); ``None`` puts them into the
+            weights' optimiser at ``lr × logit_lr_scale``.
+        logit_lr_scale: with ``logit_optimizer=None``, the keep logits' learning-rate multiplier.
+        logit_scheduler: partial LR schedule of the keep logits (like ``scheduler``); ``None`` keeps
+            their learning rate constant.
+        noise_seed: seed of the per-step dropout noise (``None``: the run's seed), so two runs can
+            differ in their dropout noise alone.
+        param_budget: a :class:`~conformer_prune.pruning.budget.ParamBudget` with a target
+            (``pruning.target_params``): it prunes to that size by itself and replaces the ``alpha``
+            prior (which is then not applied).
 
     :meth:`attach_artifacts` adds what an export needs to every checkpoint: the tokenizer model, the
     resolved config that rebuilds ``net`` and the feature extractor's config.
@@ -61,13 +73,19 @@ class ASRTask(L.LightningModule):
         penalty_reduction: Literal["sum", "mean"] = "sum",
         max_nonfinite: int = 20,
         logit_lr_scale: float = 1.0,
+        logit_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        logit_scheduler: Callable[..., Any] | None = None,
+        noise_seed: int | None = None,
+        param_budget: ParamBudget | None = None,
     ) -> None:
         super().__init__()
         if alpha < 0:
             raise ValueError(f"pruning.alpha must be >= 0, got {alpha}")
         if penalty_reduction not in ("sum", "mean"):
             raise ValueError(f"pruning.reduction must be 'sum' or 'mean', got {penalty_reduction!r}")
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.save_hyperparameters(
+            ignore=["net", "optimizer", "scheduler", "logit_optimizer", "logit_scheduler", "param_budget"]
+        )
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -77,6 +95,15 @@ class ASRTask(L.LightningModule):
         if logit_lr_scale <= 0:
             raise ValueError(f"pruning.logit_lr_scale must be > 0, got {logit_lr_scale}")
         self.logit_lr_scale = logit_lr_scale
+        self.logit_optimizer_factory = logit_optimizer
+        self.logit_scheduler_factory = logit_scheduler
+        self.noise_seed = noise_seed
+        self.param_budget = param_budget if param_budget is not None and param_budget.enabled else None
+        if self.param_budget is not None:
+            self.param_budget.bind(net)
+            if alpha:
+                log.info("pruning.target_params is set: the alpha prior (pruning.alpha=%g) is not applied", alpha)
+            self.alpha = 0.0
         self.tokenizer = None  # see attach_artifacts
         self.nonfinite_total = 0
         self._nonfinite_run = 0
@@ -98,7 +125,8 @@ class ASRTask(L.LightningModule):
 
     # -- training ------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        self._base_seed = torch.initial_seed()  # what seed_everything(cfg.seed) set
+        # what seed_everything(cfg.seed) set, unless the dropout noise has a seed of its own
+        self._base_seed = torch.initial_seed() if self.noise_seed is None else int(self.noise_seed)
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         # Dropout masks and Gumbel noise of step t come from a generator state that is a function of
@@ -138,11 +166,20 @@ class ASRTask(L.LightningModule):
         penalty = self.penalty()
         total = loss + self.alpha * penalty
         batch_size = batch["features"].size(0)
+        if self.param_budget is not None:
+            term, stats = self.param_budget.penalty(self.net, self.global_step, total_steps(self.trainer))
+            total = total + term.to(total.device)
+            self.log_dict(stats, batch_size=batch_size)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/penalty", penalty, batch_size=batch_size)
         self.log("train/total", total, batch_size=batch_size)
         self.log("train/nonfinite", float(self.nonfinite_total), batch_size=batch_size)
         return total
+
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        if self.param_budget is not None:
+            hard = self.param_budget.update(self.net, self.global_step, total_steps(self.trainer))
+            self.log("budget/params_if_compacted", hard, batch_size=1)
 
     # -- validation ----------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -161,28 +198,18 @@ class ASRTask(L.LightningModule):
 
     # -- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        # No weight decay on the strategies' logits (their penalty is their regulariser), biases or norms;
-        # the logits get their own learning rate.
-        decay, no_decay, logits = [], [], []
-        strategy_params = {id(p) for s in self.sites() for p in s.parameters()}
-        for param in self.net.parameters():
-            if not param.requires_grad:
-                continue
-            if id(param) in strategy_params:
-                logits.append(param)
-            else:
-                (no_decay if param.dim() < 2 else decay).append(param)
-        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = self.optimizer_factory(groups)
-        if logits:
-            base_lr = optimizer.param_groups[0]["lr"]
-            optimizer.add_param_group({"params": logits, "weight_decay": 0.0, "lr": base_lr * self.logit_lr_scale})
-        if self.scheduler_factory is None:
+        strategy_params = [p for s in self.sites() for p in s.parameters()]
+        optimizer, is_logit_group = build_optimizer(
+            self.net, strategy_params, self.optimizer_factory, self.logit_optimizer_factory, self.logit_lr_scale
+        )
+        if self.scheduler_factory is None and self.logit_scheduler_factory is None:
             return optimizer
         total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
         if total is None:
             total = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        scheduler = build_scheduler(
+            optimizer, is_logit_group, total, self.scheduler_factory, self.logit_scheduler_factory
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoint artefacts ------------------------------------------------------------------
