@@ -32,8 +32,7 @@ from torch import Tensor, nn
 
 from conformer_prune.dropout.base import LearnsRetention
 from conformer_prune.dropout.schedules import AnnealSchedule
-from conformer_prune.pruning.compact import encoder_of, params_if_compacted, strategy_params
-from conformer_prune.pruning.compact import count_params as _count_params
+from conformer_prune.pruning.compact import count_params, encoder_of, params_if_compacted, strategy_params
 
 
 class ParamBudget(nn.Module):
@@ -79,7 +78,7 @@ class ParamBudget(nn.Module):
     def bind(self, net: nn.Module) -> None:
         """Record the dense count of ``net`` (its compacted size with nothing pruned) and the target."""
         encoder = encoder_of(net)
-        self.dense_params = _count_params(net) - strategy_params(net)
+        self.dense_params = count_params(net) - strategy_params(net)
         self.target_params = int(round(self.target * self.dense_params)) if self.target <= 1 else int(self.target)
         smallest = self.dense_params - sum(s.unit_cost * s.module.num_units for s in encoder.sites())
         if not smallest < self.target_params <= self.dense_params:
