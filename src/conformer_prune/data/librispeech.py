@@ -70,6 +70,11 @@ LIBRISPEECH_MD5: dict[str, str] = {
 
 OnError = Literal["skip", "raise"]
 
+
+class DataError(ValueError):
+    """A user error in the data or the data config; the message names the file or key and the fix."""
+
+
 _UTT_ID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
@@ -150,7 +155,23 @@ _FIXES: dict[str, str] = {
     "bad_transcript_line": "each line must read '<speaker>-<chapter>-<utt> TEXT' with the chapter's ids",
     "duplicate_transcript": "keep one line per utterance id in the .trans.txt",
     "too_long": "raise data.max_duration or leave data.on_error=skip to drop long utterances",
+    "not_flac": "the LibriSpeech layout holds FLAC only: convert the file (e.g. `ffmpeg -i in.wav out.flac` or "
+    "`sox in.wav out.flac`, 16 kHz mono) and delete the original",
 }
+
+OTHER_AUDIO_SUFFIXES: tuple[str, ...] = (
+    ".wav",
+    ".mp3",
+    ".ogg",
+    ".opus",
+    ".m4a",
+    ".aac",
+    ".sph",
+    ".aiff",
+    ".aif",
+    ".wma",
+)
+"""Audio files that are not FLAC: reported as such (``not_flac``), never as a missing FLAC."""
 
 
 class _Issues:
@@ -238,8 +259,13 @@ def _read_chapter(chapter_dir: Path, subset: str, issue: _Issues, max_duration: 
     trans = chapter_dir / f"{speaker}-{chapter}.trans.txt"
     texts = _read_transcripts(trans, speaker, chapter, issue) if trans.is_file() else {}
     flacs = {p.stem: p for p in chapter_dir.glob("*.flac")}
+    others = {p.stem: p for p in chapter_dir.iterdir() if p.suffix.lower() in OTHER_AUDIO_SUFFIXES}
     out: list[Utterance] = []
-    for utt_id in sorted(set(flacs) | set(texts)):
+    for utt_id in sorted(set(flacs) | set(texts) | set(others)):
+        if utt_id not in flacs and utt_id in others:
+            other = others[utt_id]
+            issue("not_flac", other, f"{other.suffix} audio, but the reader takes FLAC ({utt_id}.flac)")
+            continue
         if utt_id not in texts:
             where = trans if trans.is_file() else chapter_dir
             issue("missing_transcript", flacs[utt_id], f"no transcript line for {utt_id} in {where}")
