@@ -557,7 +557,12 @@ class LibriSpeechDataModule(L.LightningDataModule):
         return kept
 
     def check(
-        self, stage: str = "fit", *, generate: bool = True, eval_subsets: str | Sequence[str] | None = None
+        self,
+        stage: str = "fit",
+        *,
+        generate: bool = True,
+        eval_subsets: str | Sequence[str] | None = None,
+        eval_key: str = "data.eval_subsets",
     ) -> None:
         """Check that the data can serve ``stage`` before anything is trained or written.
 
@@ -569,16 +574,19 @@ class LibriSpeechDataModule(L.LightningDataModule):
         Args:
             stage: ``fit`` or ``evaluate``.
             generate: whether a missing embedded corpus may be generated (``False``: a missing one is an error).
-            eval_subsets: the subsets evaluated after training (the ``eval_subsets`` key of the training
-                config) when they are not :meth:`eval_subsets`.
+            eval_subsets: the subsets evaluated (after training: the training config's top-level
+                ``eval_subsets``) when they are not :meth:`eval_subsets`; ``[]``: none.
+            eval_key: the config key that names them, for the messages (e.g. ``eval_subsets``).
 
         Raises:
             DataError: naming the key or file and the fix.
         """
         if stage not in ("fit", "evaluate"):
             raise ValueError(f"check(stage={stage!r}): use 'fit' or 'evaluate'")
-        eval_key = "eval_subsets" if eval_subsets is not None else "data.eval_subsets"
-        evaluated = expand_subsets(_subset_list(eval_subsets, "eval_subsets")) if eval_subsets else self.eval_subsets()
+        if eval_subsets is None:
+            evaluated = self.eval_subsets()
+        else:
+            evaluated = expand_subsets(_subset_list(eval_subsets, eval_key.removeprefix("data.")))
         groups = [(eval_key, evaluated)]
         if stage == "fit":
             groups = [
@@ -791,6 +799,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
             "generator_version": manifest.get("generator_version", GENERATOR_VERSION) if synthetic else None,
             "datamodule": {
                 "_target_": f"{type(self).__module__}.{type(self).__qualname__}",
+                "_convert_": "all",
                 **_plain(self.hparams_initial),
             },
         }
