@@ -117,7 +117,7 @@ def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, key: st
     given = _plain(given) or {}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"data.{key}: unknown key(s) {unknown}; known keys are {sorted(defaults)}")
+        raise DataError(f"data.{key}: unknown key(s) {unknown}; known keys are {sorted(defaults)}")
     return {**defaults, **given}
 
 
@@ -126,7 +126,7 @@ def _subset_list(value: str | Sequence[str] | None, key: str) -> list[str]:
         return []
     names = [value] if isinstance(value, str) else [str(v) for v in _plain(value)]
     if not all(names):
-        raise ValueError(f"data.{key} holds an empty subset name")
+        raise DataError(f"data.{key} holds an empty subset name")
     return names
 
 
@@ -187,7 +187,7 @@ class UtteranceDataset(Dataset):
         try:
             audio, sample_rate = load_audio(utt)
         except (RuntimeError, OSError) as err:
-            raise ValueError(
+            raise DataError(
                 f"{utt.path}: cannot decode the audio ({err}). Fix: re-extract the subset, or delete the file and "
                 "its transcript line"
             ) from err
@@ -264,7 +264,7 @@ class Collate:
     def __call__(self, items: Sequence[dict[str, Any] | None]) -> Batch:
         kept = [item for item in items if item is not None]
         if not kept:
-            raise ValueError(
+            raise DataError(
                 "every utterance of a batch failed to decode (see the warnings above for the files). Fix: re-extract "
                 "the data"
             )
@@ -449,11 +449,11 @@ class LibriSpeechDataModule(L.LightningDataModule):
     def _training_utterances(self) -> list[Utterance]:
         if self._train_utts is None:
             if not self.train_subsets:
-                raise ValueError("data.train_subsets is empty: name the subsets to train on")
+                raise DataError("data.train_subsets is empty: name the subsets to train on")
             utts = self._read(self.train_subsets, max_duration=self.max_duration)
             self._train_utts = self._apply_alphabet(utts, "training set")
             if not self._train_utts:
-                raise ValueError(f"no training utterances left in {self.train_subsets} under {self.data_root}")
+                raise DataError(f"no training utterances left in {self.train_subsets} under {self.data_root}")
         return self._train_utts
 
     def _make_tokenizer(self) -> Tokenizer:
@@ -518,7 +518,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
             return (1.0,)
         speeds = tuple(float(s) for s in speeds)
         if any(not 0.5 <= s <= 2.0 for s in speeds):
-            raise ValueError(f"data.features.speed_perturb factors must lie in [0.5, 2], got {list(speeds)}")
+            raise DataError(f"data.features.speed_perturb factors must lie in [0.5, 2], got {list(speeds)}")
         return speeds
 
     def _dataset(self, split: str) -> UtteranceDataset:
@@ -530,7 +530,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
         else:
             names = self.dev_subsets if split == "dev" else self.test_subsets
             if not names:
-                raise ValueError(f"data.{split}_subsets is empty: name at least one subset")
+                raise DataError(f"data.{split}_subsets is empty: name at least one subset")
             utts, speeds = self._eval_utterances(names, split), (1.0,)
         dataset = UtteranceDataset(
             utts,

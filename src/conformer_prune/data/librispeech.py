@@ -179,13 +179,13 @@ class _Issues:
 
     def __init__(self, on_error: OnError, report: SkipReport) -> None:
         if on_error not in ("skip", "raise"):
-            raise ValueError(f"data.on_error must be 'skip' or 'raise', got {on_error!r}")
+            raise DataError(f"data.on_error must be 'skip' or 'raise', got {on_error!r}")
         self.on_error = on_error
         self.report = report
 
     def __call__(self, reason: str, where: Path | str, detail: str) -> None:
         if self.on_error == "raise":
-            raise ValueError(
+            raise DataError(
                 f"{where}: {detail}. Fix: {_FIXES[reason]}; or set data.on_error=skip to skip and count such entries"
             )
         self.report.add(reason, where)
@@ -199,7 +199,7 @@ def find_corpus_root(root: str | Path) -> Path:
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise ValueError(
+        raise DataError(
             f"data root {str(root)!r} does not exist: set data.root to the directory that holds LibriSpeech/ "
             "(download it with scripts/prepare_librispeech.py, or use data=embedded to generate a corpus)"
         )
@@ -341,7 +341,7 @@ def read_subsets(
     base = find_corpus_root(root)
     names = expand_subsets(subsets)
     if not names:
-        raise ValueError(f"no subsets requested from {base}: name at least one of {list(LIBRISPEECH_SUBSETS)}")
+        raise DataError(f"no subsets requested from {base}: name at least one of {list(LIBRISPEECH_SUBSETS)}")
     missing = [name for name in names if not (base / name).is_dir()]
     if missing:
         on_disk = available_subsets(base)
@@ -350,7 +350,7 @@ def read_subsets(
             if any(m in LIBRISPEECH_SUBSETS for m in missing)
             else f"valid names are the official {list(LIBRISPEECH_SUBSETS)} and aliases {sorted(SUBSET_ALIASES)}"
         )
-        raise ValueError(
+        raise DataError(
             f"subset(s) {missing} not found under {base}; available there: {on_disk or 'none'}. Fix: pick from "
             f"those, or {hint}"
         )
@@ -426,7 +426,7 @@ def download_file(url: str, dest: Path, md5: str | None, *, timeout_s: float = 6
         try:
             stream, offset = _open_from(url, offset, timeout_s)
         except (OSError, urllib.error.URLError) as err:
-            raise ValueError(
+            raise DataError(
                 f"cannot fetch {url} ({err}). Fix: check the network or point base_url at a reachable mirror"
             ) from err
         if offset:
@@ -439,7 +439,7 @@ def download_file(url: str, dest: Path, md5: str | None, *, timeout_s: float = 6
             return dest
         log.warning("%s: MD5 %s, expected %s (attempt %d): downloading again", dest.name, actual, md5, attempt + 1)
         part.unlink()
-    raise ValueError(
+    raise DataError(
         f"{url}: MD5 mismatch after {retries + 1} attempts (expected {md5}). Fix: the mirror at base_url serves "
         "a corrupt or different archive; use another base_url, or correct the checksums table if it is wrong"
     )
@@ -478,7 +478,7 @@ def download_subsets(
     names = expand_subsets(subsets)
     unknown = [n for n in names if n not in checksums]
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"no checksum for subset(s) {unknown}: known are {sorted(checksums)}. Fix: use official names or add "
             "them to the checksums table"
         )
@@ -499,9 +499,9 @@ def download_subsets(
             with tarfile.open(archive, "r:gz") as tar:
                 tar.extractall(root, filter="data")
         except (tarfile.TarError, OSError, EOFError) as err:
-            raise ValueError(f"{archive}: cannot extract ({err}). Fix: delete it and run again") from err
+            raise DataError(f"{archive}: cannot extract ({err}). Fix: delete it and run again") from err
         if not (base / name).is_dir():
-            raise ValueError(f"{archive} holds no LibriSpeech/{name}/ directory: is base_url the right mirror?")
+            raise DataError(f"{archive} holds no LibriSpeech/{name}/ directory: is base_url the right mirror?")
         marker.write_text(checksums[name] + "\n")
         if not keep_archives:
             archive.unlink()
