@@ -546,7 +546,7 @@ def export_checkpoint(
     macs_after = macs_per_second(stock, input_dim, MAC_REFERENCE_SECONDS)
     report: dict[str, Any] = {
         "format": EXPORT_FORMAT,
-        "checkpoint": str(ckpt_file),
+        "checkpoint": str(ckpt_file.absolute()),  # evaluate.py finds the run through it, from any directory
         "model": "transducer" if isinstance(masked, TransducerModel) else "ctc",
         "threshold": threshold,
         "strategies": strategies,

@@ -23,6 +23,7 @@ from conformer_prune.data.corpus import CorpusConfig, corpus_id, resolve_engines
 from conformer_prune.data.record import RecordedDataMissingError, record_from_checkpoint
 from conformer_prune.evaluation_cli import evaluate
 from conformer_prune.export import VerificationDataError, export_checkpoint
+from conformer_prune.inference import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = {"train_minutes": 0.5, "eval_minutes": 0.15, "train_speakers": 2, "eval_speakers": 1,
@@ -102,6 +103,8 @@ def test_the_run_records_its_data_everywhere(run: Path) -> None:
     assert export_config["decoding"]["beam_lm"]["lm_path"] == "lm.arpa"
     assert (run / "export" / "lm.arpa").read_bytes() == (run / "lm.arpa").read_bytes()
     assert (run / "export" / "lexicon.txt").read_bytes() == (run / "lexicon.txt").read_bytes()
+    loaded = load_model(run / "export", decoder="beam_lm")  # the files are found beside the weights, from anywhere
+    assert loaded.decoder.lm_path == str(run / "export" / "lm.arpa") and len(loaded.decoder.words) > 10
 
 
 def test_another_engine_appearing_changes_nothing(run: Path, tmp_path: Path, flite_appears, monkeypatch) -> None:

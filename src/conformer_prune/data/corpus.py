@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -791,19 +792,12 @@ def read_manifest(root: str | Path) -> dict[str, Any] | None:
     return None
 
 
-def _same_settings(manifest: Mapping[str, Any], config: CorpusConfig, *, engines_as_given: bool) -> bool:
-    """Whether ``manifest`` was made from ``config`` (engines compared as written, or not at all)."""
-    if manifest.get("generator_version") != GENERATOR_VERSION:
-        return False
-    recorded = dict(manifest.get("settings") or {})
-    wanted = corpus_settings(config)
-    if not engines_as_given:
-        recorded.pop("engines", None)
-        wanted.pop("engines")
-    if recorded != wanted:
+def _same_settings(manifest: Mapping[str, Any], config: CorpusConfig, sentences: Callable[[], str]) -> bool:
+    """Whether ``manifest`` was made from ``config`` (``sentences``: the digest of its sentence list)."""
+    if manifest.get("generator_version") != GENERATOR_VERSION or manifest.get("settings") != corpus_settings(config):
         return False
     digest = manifest.get("sentences_sha256")  # absent in manifests of older versions
-    return digest == sentences_digest(config) if digest is not None else config.sentences is None
+    return digest == sentences() if digest is not None else config.sentences is None
 
 
 def find_corpus(base: str | Path, config: CorpusConfig) -> Path | None:
@@ -817,13 +811,14 @@ def find_corpus(base: str | Path, config: CorpusConfig) -> Path | None:
     """
     base = Path(base).expanduser()
     if config.engines == "auto" and base.is_dir():
+        digest = functools.cache(lambda: sentences_digest(config))
         made: list[tuple[Path, dict[str, Any]]] = []
         for manifest_file in sorted(base.glob(f"*/LibriSpeech/{MANIFEST_NAME}")):
             try:
                 manifest = json.loads(manifest_file.read_text())
             except (OSError, ValueError):
                 continue
-            if _same_settings(manifest, config, engines_as_given=True):
+            if _same_settings(manifest, config, digest):
                 made.append((manifest_file.parents[1], manifest))
         if len(made) == 1:
             root, manifest = made[0]
