@@ -179,6 +179,12 @@ class StandInData:
             lens = torch.tensor([90, 64])
             self.batches = [{"features": torch.randn(2, 90, self.input_dim, generator=gen), "feature_lens": lens}]
 
+    def check(self, stage: str = "fit", **kwargs) -> None:
+        """Nothing to check: the batches are in memory."""
+
+    def restore(self, tokenizer=None, feature_config=None) -> None:
+        """The batches are features already: nothing to restore."""
+
     def eval_subsets(self) -> list[str]:
         return ["dev-clean"]
 

@@ -14,15 +14,23 @@ log = logging.getLogger(__name__)
 
 
 def build_decoders(
-    cfg: DictConfig, tokenizer, train_texts: list[str], work_dir: Path
+    cfg: DictConfig,
+    tokenizer,
+    train_texts: list[str],
+    work_dir: Path,
+    lm_files: tuple[Path, Path] | None = None,
 ) -> tuple[dict[str, Decoder], str]:
     """``{"greedy": ..., "default": ...}`` and the default decoder's name.
 
     When ``cfg.lm`` is set, a word n-gram LM and a lexicon are built from ``train_texts`` into
-    ``work_dir`` (``lm.arpa``, ``lexicon.txt``) and handed to the default decoder.
+    ``work_dir`` (``lm.arpa``, ``lexicon.txt``) and handed to the default decoder; ``lm_files``
+    (``lm.arpa``, ``lexicon.txt`` a run built before) are used instead when given.
     """
     extra: dict = {}
-    if cfg.get("lm"):
+    if cfg.get("lm") and lm_files is not None:
+        extra = {"lm_path": str(lm_files[0]), "lexicon_words": str(lm_files[1])}
+        log.info("word LM and lexicon of the run: %s, %s", *lm_files)
+    elif cfg.get("lm"):
         from conformer_prune.models.lm import train_ngram_lm
 
         words = sorted({w for text in train_texts for w in text.split()})

@@ -6,16 +6,22 @@ The model comes from ``model_path``:
 * an export directory (``config.yaml`` + ``model.safetensors`` + ...): the compacted network;
 * a run directory: its ``export/`` (or, without one, its evaluated checkpoint).
 
-The tokenizer and the feature statistics (CMVN) always come from the model. The data module and the
-decoders come from the run's own ``<run>/.hydra/config.yaml`` (found next to a checkpoint, above an
-export made at the end of training, or through the export's ``report.json`` ``checkpoint``) unless
-``data=`` / ``decoding=`` pick a config group; so for the same model and subset the numbers are
-exactly those of the end-of-training evaluation (both call :func:`~conformer_prune.evaluate.evaluate_net`).
+The tokenizer and the feature statistics (CMVN) always come from the model. The data is exactly what
+the model was trained and tested on: the record its checkpoint or export carries
+(:mod:`conformer_prune.data.record`: that directory, that embedded corpus, never regenerated or
+re-resolved; a clear error saying how to make it again when it is gone), unless the user points
+elsewhere: ``data=<group>`` (which may generate the embedded corpus), or ``+data.root=`` /
+``+data.corpus=`` on top of the run's data settings. The decoders are the export's (the one its run
+was evaluated with, LM and lexicon included) or the run's (its ``lm.arpa`` and ``lexicon.txt``)
+unless ``decoding=`` picks a group. So for the same model and subset the numbers are exactly those of
+the end-of-training evaluation (both call :func:`~conformer_prune.evaluate.evaluate_net`), on any
+machine, and only the evaluated subsets need to be on disk.
 
 ``results.json`` holds ``wer``/``cer`` (the default decoder), ``wer_greedy``/``cer_greedy`` and ``rtf``
 per subset (the layout of the training run's ``results.json``), ``per_subset`` (utterances, words,
-audio seconds and every decoder's numbers), ``decoding`` (the default decoder's name) and
-``decoders`` (their settings).
+audio seconds and every decoder's numbers), ``decoding`` (the default decoder's name),
+``decoders`` (their settings) and ``corpus`` (the data scored: root, corpus id, per-subset utterance
+counts, what was skipped, its record), as the training run's does.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class ModelSource:
         run_config: the training run's composed config, when it can be found.
         run_config_file: where that config was read.
         export_config: the export's ``config.yaml`` (exports only).
+        data_record: the data the model was trained and tested on (``None`` for older models).
     """
 
     kind: str
@@ -64,6 +71,12 @@ class ModelSource:
     run_config: DictConfig | None = None
     run_config_file: Path | None = None
     export_config: dict | None = field(default=None, repr=False)
+    data_record: dict | None = field(default=None, repr=False)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The training run's directory (where its config was found)."""
+        return None if self.run_config_file is None else self.run_config_file.parent.parent
 
 
 def _run_config(*candidates: Path) -> tuple[DictConfig | None, Path | None]:
@@ -75,6 +88,7 @@ def _run_config(*candidates: Path) -> tuple[DictConfig | None, Path | None]:
 
 
 def _from_checkpoint(file: Path) -> ModelSource:
+    from conformer_prune.data.record import record_from_checkpoint
     from conformer_prune.export import build_dense_net, read_checkpoint
 
     ckpt = read_checkpoint(file)
@@ -94,6 +108,7 @@ def _from_checkpoint(file: Path) -> ModelSource:
         dict(ckpt["hyper_parameters"]["feature_config"]),
         run_config,
         config_file,
+        data_record=record_from_checkpoint(ckpt),
     )
 
 
@@ -119,6 +134,7 @@ def _from_export(export_dir: Path) -> ModelSource:
         run_config,
         config_file,
         loaded.config,
+        data_record=loaded.config.get("data"),
     )
 
 
@@ -149,23 +165,74 @@ def load_source(model_path: str | Path) -> ModelSource:
 
 
 # -- data and decoders -----------------------------------------------------------------------------
-def data_config(cfg: DictConfig, source: ModelSource) -> dict[str, Any]:
-    """The data module config: ``data=<group>`` if given, else the run's, with ``cfg.data`` keys on top."""
-    overrides = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if v is not None}
+def legacy_data_config(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
+    """The data module config of a run of an older version (no data record): ``<run>/.hydra/config.yaml``'s
+    ``data``, relative paths resolved against the run's working directory (``.hydra/hydra.yaml``), never
+    the current one. ``None`` and why when there is none."""
+    run_config, config_file = _run_config(run_dir)
+    if run_config is None or "data" not in run_config:
+        return None, f"{run_dir / RUN_CONFIG} does not exist or has no data section"
+    data = OmegaConf.to_container(run_config.data, resolve=True)
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    cwd = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.cwd") if hydra_file.is_file() else None
+    for key in ("root", "cache_dir"):
+        value = data.get(key)
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            if cwd is None:
+                return None, f"{config_file}: data.{key}={value!r} is relative and the run's directory is unknown"
+            data[key] = str(Path(cwd) / value)
+    return data, ""
+
+
+def _user_data_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """The ``data`` keys the user set (``eval_subsets: null`` is the default, not a choice; other keys exist
+    only when given, so ``+data.corpus=null`` counts)."""
+    overrides = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") is not None else {}
+    if overrides.get("eval_subsets") is None:
+        overrides.pop("eval_subsets", None)
+    return overrides
+
+
+def data_config(cfg: DictConfig, source: ModelSource) -> tuple[dict[str, Any], bool]:
+    """The data module config to evaluate on, and whether it may generate the embedded corpus.
+
+    * ``data=<group>``: that group (``data.*`` keys on top); it may generate the embedded corpus.
+    * ``+data.root=`` / ``+data.corpus=``: the run's data settings pointed there; an embedded corpus is
+      generated only when ``corpus`` settings are given.
+    * otherwise exactly the data the model records (:func:`~conformer_prune.data.record.pinned_config`),
+      checked to be there (:func:`~conformer_prune.data.record.check_recorded`); a model of an older
+      version: its run's config (:func:`legacy_data_config`), never generating.
+
+    Raises:
+        ValueError: no data known for the model, or the recorded data is gone (the message says what to do).
+    """
+    from conformer_prune.data.record import check_recorded, pinned_config
+
+    overrides = _user_data_overrides(cfg)
     if "_target_" in overrides:
-        return overrides
-    if source.run_config is None or "data" not in source.run_config:
-        raise ValueError(
-            f"model_path={source.path}: no training run config found next to it ({RUN_CONFIG} of its run), so "
-            "the data is unknown: pass data=embedded, data=librispeech or data=librispeech_960"
-        )
-    data = OmegaConf.to_container(source.run_config.data, resolve=True)
-    data.update(overrides)
-    return data
+        return overrides, True
+    record = source.data_record
+    if record is not None and "datamodule" in record:
+        base = dict(record["datamodule"])
+        if "root" not in overrides and "corpus" not in overrides:
+            check_recorded(record)
+            base = pinned_config(record)
+    else:
+        base, why = legacy_data_config(source.run_dir) if source.run_dir is not None else (None, "")
+        if base is None:
+            raise ValueError(
+                f"model_path={source.path}: it records no data and no training run config was found next to it "
+                f"({why or RUN_CONFIG}), so the data is unknown: pass data=embedded, data=librispeech or "
+                "data=librispeech_960"
+            )
+    merged = OmegaConf.to_container(OmegaConf.merge(base, overrides), resolve=True)
+    generate = isinstance(overrides.get("corpus"), dict)
+    return merged, generate
 
 
-def check_subsets(datamodule: Any) -> list[str]:
-    """The subsets to evaluate, after checking that each exists on disk.
+def select_subsets(datamodule: Any, explicit: bool) -> list[str]:
+    """The subsets to evaluate: ``data.eval_subsets`` as given (each must be on disk), else the data
+    config's defaults that are on disk (the others are named in a warning).
 
     Raises:
         ValueError: a subset is missing; the message names ``data.eval_subsets`` and the available ones.
@@ -173,11 +240,23 @@ def check_subsets(datamodule: Any) -> list[str]:
     subsets = list(datamodule.eval_subsets())
     available = list(datamodule.available_subsets)
     missing = [s for s in subsets if s not in available]
-    if missing:
+    if missing and (explicit or len(missing) == len(subsets)):
         raise ValueError(
             f"data.eval_subsets: {missing} not found under {datamodule.data_root}; available subsets: {available}"
         )
-    return subsets
+    if missing:
+        log.warning(
+            "evaluating %s: %s are not under %s (pass data.eval_subsets=[...] to choose)",
+            [s for s in subsets if s in available],
+            missing,
+            datamodule.data_root,
+        )
+    return [s for s in subsets if s in available]
+
+
+def check_subsets(datamodule: Any) -> list[str]:
+    """The subsets to evaluate, after checking that each exists on disk (:func:`select_subsets`, strict)."""
+    return select_subsets(datamodule, explicit=True)
 
 
 def _describe(node: Any) -> dict:
@@ -192,30 +271,45 @@ def build_eval_decoders(
 ) -> tuple[dict[str, Any], str, dict]:
     """``{"greedy", "default"}`` decoders, the default's name, and their settings.
 
-    ``decoding=<group>`` wins; else the run's decoding config (unless ``decoder`` names one of an
-    export's decoders); else the export's ``config.yaml`` decoders (a checkpoint without a run config
-    gets the exporter's: greedy and a prefix beam search).
+    ``decoding=<group>`` wins (an LM is then built from the training transcripts); else an export's
+    ``decoding.evaluated`` decoder (the one its run was evaluated with, its LM and lexicon files
+    carried in the export) or the ``decoder`` it names; else the run's decoding config with the LM and
+    lexicon the run built (``<run>/lm.arpa``, ``lexicon.txt``; rebuilt from the training transcripts
+    only when they are gone); else the export's ``config.yaml`` decoders (a checkpoint without a run
+    config gets the exporter's: greedy and a prefix beam search).
     """
     from conformer_prune.decoders import build_decoders
+    from conformer_prune.export import LEXICON_FILE, LM_FILE, decoding_config
+    from conformer_prune.inference import build_decoder
 
     decoding = cfg.get("decoding")
-    if decoding is None and source.run_config is not None and cfg.get("decoder") is None:
+    explicit = decoding is not None
+    section = (source.export_config or {}).get("decoding") or {}
+    carried = not explicit and cfg.get("decoder") is None and section.get("evaluated")
+    if not explicit and not carried and source.run_config is not None and cfg.get("decoder") is None:
         decoding = source.run_config.get("decoding")
     if decoding is not None:
-        texts = datamodule.train_texts() if decoding.get("lm") else []
-        decoders, name = build_decoders(decoding, datamodule.tokenizer, texts, work_dir)
+        lm_files = None
+        run_dir = source.run_dir
+        if (
+            not explicit
+            and run_dir is not None
+            and (run_dir / LM_FILE).is_file()
+            and (run_dir / LEXICON_FILE).is_file()
+        ):
+            lm_files = (run_dir / LM_FILE, run_dir / LEXICON_FILE)  # the LM the run was evaluated with
+        texts = datamodule.train_texts() if decoding.get("lm") and lm_files is None else []
+        decoders, name = build_decoders(decoding, datamodule.tokenizer, texts, work_dir, lm_files=lm_files)
         plain = OmegaConf.to_container(decoding, resolve=True)
         return decoders, name, {k: _describe(plain.get(k)) for k in ("greedy", "default")}
 
-    from conformer_prune.export import decoding_config
-    from conformer_prune.inference import build_decoder
-
     config = source.export_config or {"decoding": decoding_config(source.net)}
     section = config.get("decoding") or {}
-    name = cfg.get("decoder") or section.get("default", "greedy")
+    name = cfg.get("decoder") or section.get("evaluated") or section.get("default", "greedy")
+    root = source.path if source.kind == "export" else None
     decoders = {
-        "greedy": build_decoder(config, datamodule.tokenizer, "greedy"),
-        "default": build_decoder(config, datamodule.tokenizer, name),
+        "greedy": build_decoder(config, datamodule.tokenizer, "greedy", root),
+        "default": build_decoder(config, datamodule.tokenizer, name, root),
     }
     return decoders, str(name), {"greedy": _describe(section.get("greedy")), "default": _describe(section.get(name))}
 
@@ -269,12 +363,17 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     source = load_source(cfg.model_path)
     log.info("evaluating %s %s (run config: %s)", source.kind, source.path, source.run_config_file or "none")
 
-    datamodule = instantiate(data_config(cfg, source))
+    config, generate = data_config(cfg, source)
+    datamodule = instantiate(config)
+    if generate:
+        datamodule.prepare_data()
+    datamodule.check("evaluate", generate=False, eval_subsets=[])  # the root / corpus is there
+    subsets = select_subsets(datamodule, explicit=cfg.data.get("eval_subsets") is not None)
+    datamodule.check("evaluate", generate=False, eval_subsets=subsets)  # and each subset has utterances
     datamodule.restore(source.tokenizer_bytes, source.feature_config)  # the model's own tokenizer and CMVN
     datamodule.setup("predict")
     if datamodule.tokenizer.vocab_size != getattr(source.net, "vocab_size", datamodule.tokenizer.vocab_size):
         raise ValueError(f"model_path={source.path}: the tokenizer does not match the model's output size")
-    subsets = check_subsets(datamodule)
     decoders, decoding, described = build_eval_decoders(cfg, source, datamodule, out_dir)
 
     max_batches = cfg.get("max_batches")
@@ -296,6 +395,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         "decoders": described,
         "max_batches": max_batches,
         "data_root": str(datamodule.data_root),
+        "corpus": datamodule.corpus_description(),  # the data scored, as in the training run's results.json
         "per_subset": per_subset,
     }
     if hypothesis_files:

@@ -11,12 +11,17 @@ Nothing is written until the model has been verified:
 3. describe the compacted structure as config (``layer_widths`` of every layer, every dropout site
    ``null``), rebuild it from that config with stock code (:func:`conformer_prune.inference.build_net`,
    exactly what :func:`~conformer_prune.inference.load_model` runs) and load the compacted weights;
-4. run the rebuilt model and the masked model on real utterances (the run's evaluation data; generated
-   features, with a note, when no data can be reached): max absolute difference of the outputs
-   (CTC log-probabilities, transducer encoder output) over valid frames must be ``<= atol`` and the
-   greedy transcripts identical, or the export is refused;
+4. run the rebuilt model and the masked model on real utterances (the run's evaluation data, exactly
+   the data its checkpoint records; generated features only with ``allow_generated``, and a note):
+   max absolute difference of the outputs (CTC log-probabilities, transducer encoder output) over
+   valid frames must be ``<= atol`` and the greedy transcripts identical, or the export is refused;
 5. write ``config.yaml``, ``model.safetensors``, ``tokenizer.model``, ``report.json`` (and optionally
    ``model.torchscript.pt``) into a temporary directory next to ``out_dir`` and move it into place.
+
+The export is self-contained for evaluation: ``config.yaml`` names the data the model was trained and
+tested on (``data``, a :mod:`conformer_prune.data.record` record) and the decoder its run was evaluated
+with (``decoding.evaluated``); a run that decoded with a word LM ships its ``lm.arpa`` and
+``lexicon.txt`` beside the weights, so the export scores the same on any machine.
 
 A model trained without a pruning strategy (e.g. ``dropout=standard``) exports dense, with a note.
 ``scripts/export.py`` is a three-line ``@hydra.main`` around :func:`export`.
@@ -80,6 +85,10 @@ MAC_REFERENCE_SECONDS = 10.0
 
 class ExportVerificationError(ValueError):
     """The compacted model does not compute what the masked model computes: nothing was written."""
+
+
+class VerificationDataError(ValueError):
+    """No real utterance to verify on (and ``allow_generated`` is off): nothing was written."""
 
 
 # -- reading the checkpoint -------------------------------------------------------------------------
@@ -190,29 +199,53 @@ def decoding_config(net: nn.Module) -> dict:
 
 
 # -- verification -----------------------------------------------------------------------------------
-def _datamodule_from_run(ckpt_file: Path) -> tuple[Any | None, str]:
-    """The run's data module, rebuilt from ``<run>/.hydra/config.yaml`` (None and why if it can't be)."""
-    config_file = ckpt_file.parent.parent / ".hydra" / "config.yaml"
-    if not config_file.is_file():
-        return None, f"{config_file} does not exist"
-    try:
-        from hydra.utils import instantiate
-        from omegaconf import OmegaConf
+def _datamodule_from_run(ckpt_file: Path, ckpt: dict | None = None) -> tuple[Any | None, str]:
+    """The data module of the data the checkpoint records (exactly that directory, never generated), with
+    the checkpoint's tokenizer and CMVN; a checkpoint of an older version: ``<run>/.hydra/config.yaml``'s,
+    relative paths resolved against the run's working directory. ``None`` and why if it can't be built."""
+    from hydra.utils import instantiate
 
-        datamodule = instantiate(OmegaConf.load(config_file).data)
-        datamodule.setup("fit")
+    from conformer_prune.data.record import check_recorded, pinned_config, record_from_checkpoint
+
+    ckpt = ckpt if ckpt is not None else {}
+    record = record_from_checkpoint(ckpt)
+    try:
+        if record is not None:
+            check_recorded(record)
+            datamodule = instantiate(pinned_config(record))
+        else:
+            from conformer_prune.evaluation_cli import legacy_data_config  # a run config of an older version
+
+            config, why = legacy_data_config(ckpt_file.parent.parent)
+            if config is None:
+                return None, why
+            datamodule = instantiate(config)
+            datamodule.check("evaluate", generate=False, eval_subsets=[])
+        if ckpt.get("tokenizer_model") is not None:
+            datamodule.restore(ckpt["tokenizer_model"], (ckpt.get("hyper_parameters") or {}).get("feature_config"))
+        datamodule.setup("predict")
         return datamodule, ""
-    except Exception as err:  # noqa: BLE001 - any failure means: verify on generated features instead
-        return None, f"the data of {config_file} could not be loaded ({type(err).__name__}: {err})"
+    except Exception as err:  # noqa: BLE001 - the message goes to the user, who decides what to do
+        return None, f"{type(err).__name__}: {err}"
 
 
 def verification_batches(
-    datamodule: Any | None, ckpt_file: Path, input_dim: int, num_batches: int
+    datamodule: Any | None,
+    ckpt_file: Path,
+    input_dim: int,
+    num_batches: int,
+    *,
+    allow_generated: bool = False,
+    ckpt: dict | None = None,
 ) -> tuple[list[dict], str, str | None]:
-    """Up to ``num_batches`` evaluation batches, their source, and a note when they are generated."""
+    """Up to ``num_batches`` evaluation batches, their source, and a note when they are generated.
+
+    Raises:
+        VerificationDataError: no real utterance can be read and ``allow_generated`` is off.
+    """
     why = ""
     if datamodule is None:
-        datamodule, why = _datamodule_from_run(ckpt_file)
+        datamodule, why = _datamodule_from_run(ckpt_file, ckpt)
     if datamodule is not None:
         try:
             subset = list(datamodule.eval_subsets())[0]
@@ -222,6 +255,11 @@ def verification_batches(
             why = f"evaluation subset {subset!r} is empty"
         except Exception as err:  # noqa: BLE001
             why = f"its evaluation data could not be read ({type(err).__name__}: {err})"
+    if not allow_generated:
+        raise VerificationDataError(
+            f"{ckpt_file}: cannot verify the export on real utterances: {why}. Fix: make the run's data available "
+            "again, or pass allow_generated=true to verify on generated features; nothing was written"
+        )
     gen = torch.Generator().manual_seed(0)
     lens = torch.tensor([300, 237, 161, 96])  # 3 s, 2.37 s, ... of 10 ms frames
     features = torch.randn(len(lens), int(lens.max()), input_dim, generator=gen)  # (B, T, F)
@@ -282,6 +320,38 @@ def verify(masked: nn.Module, compacted: nn.Module, batches: list[dict], tokeniz
         "output": output,
         "examples": examples,
     }
+
+
+# -- the run's decoder, carried -------------------------------------------------------------------------
+LM_FILE = "lm.arpa"
+LEXICON_FILE = "lexicon.txt"
+
+
+def run_decoder(run_dir: Path) -> tuple[str | None, dict | None, dict[str, bytes], str | None]:
+    """The decoder a run's ``results.json`` reports (``decoding.default`` of ``<run>/.hydra/config.yaml``):
+    its name, its config node (with ``lm_path`` / ``lexicon_words`` naming files of the export) and those
+    files' bytes (the run's ``lm.arpa`` and ``lexicon.txt``); a note when it cannot be carried."""
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        return None, None, {}, None
+    from omegaconf import OmegaConf
+
+    try:
+        node = OmegaConf.load(config_file).get("decoding")
+        decoding = None if node is None else OmegaConf.to_container(node, resolve=True)
+    except Exception as err:  # noqa: BLE001 - an unreadable run config: export without it, say so
+        return None, None, {}, f"the run's decoder could not be read from {config_file} ({err})"
+    if not isinstance(decoding, dict) or not isinstance(decoding.get("default"), dict):
+        return None, None, {}, None
+    name, node = str(decoding.get("name", "default")), copy.deepcopy(decoding["default"])
+    files: dict[str, bytes] = {}
+    if decoding.get("lm"):
+        lm, lexicon = run_dir / LM_FILE, run_dir / LEXICON_FILE
+        if not (lm.is_file() and lexicon.is_file()):
+            return None, None, {}, f"the run's {name} decoder was not carried: {lm} or {lexicon} is missing"
+        files = {LM_FILE: lm.read_bytes(), LEXICON_FILE: lexicon.read_bytes()}
+        node.update(lm_path=LM_FILE, lexicon_words=LEXICON_FILE)
+    return name, node, files, None
 
 
 # -- TorchScript ------------------------------------------------------------------------------------
@@ -394,20 +464,23 @@ def export_checkpoint(
     verify_batches: int = 1,
     overwrite: bool = False,
     torchscript: bool = False,
+    allow_generated: bool = False,
 ) -> dict:
     """Compact, verify and write a training checkpoint as a stock-code model; returns the report.
 
     Args:
         ckpt_path: Lightning checkpoint written by ``scripts/train.py``.
         out_dir: export directory (created; must be absent or empty unless ``overwrite``).
-        datamodule: the run's data module, for real verification utterances; ``None`` rebuilds it from
-            ``<run>/.hydra/config.yaml`` (``<run>/checkpoints/<ckpt>``), or generates features with a note.
+        datamodule: the run's data module, for real verification utterances; ``None`` rebuilds it from the
+            data the checkpoint records (older checkpoints: ``<run>/.hydra/config.yaml``).
         threshold: prune adaptive-dropout units with retention probability below this; ``None`` keeps
             the threshold the model was trained with (``pruning.threshold``, default 0.5).
         atol: largest accepted |compacted - masked| output difference.
         verify_batches: evaluation batches to verify on.
         overwrite: replace a non-empty ``out_dir``.
         torchscript: also write ``model.torchscript.pt`` (traced; checked against eager).
+        allow_generated: verify on generated features (with a note) when no real utterance can be read;
+            otherwise that refuses the export.
 
     Returns:
         The ``report.json`` content (see ``conf/export.yaml`` for a description of its keys).
@@ -415,6 +488,7 @@ def export_checkpoint(
     Raises:
         ValueError: unusable checkpoint, bad argument or non-empty ``out_dir``; nothing is written.
         ExportVerificationError: the compacted model does not match the masked one; nothing is written.
+        VerificationDataError: no real utterance to verify on and ``allow_generated`` is off; nothing is written.
     """
     ckpt_file, out_dir = Path(ckpt_path), Path(out_dir)
     _check_out_dir(out_dir, overwrite)
@@ -458,7 +532,9 @@ def export_checkpoint(
     if learned and all(k == t for pairs in kept.values() for k, t in pairs):
         notes.append("no unit has a retention probability below the threshold: the model is exported dense")
 
-    batches, source, note = verification_batches(datamodule, ckpt_file, input_dim, verify_batches)
+    batches, source, note = verification_batches(
+        datamodule, ckpt_file, input_dim, verify_batches, allow_generated=allow_generated, ckpt=ckpt
+    )
     if note:
         notes.append(note)
     verification = verify(masked, stock, batches, tokenizer, atol)
@@ -470,7 +546,7 @@ def export_checkpoint(
     macs_after = macs_per_second(stock, input_dim, MAC_REFERENCE_SECONDS)
     report: dict[str, Any] = {
         "format": EXPORT_FORMAT,
-        "checkpoint": str(ckpt_file),
+        "checkpoint": str(ckpt_file.absolute()),  # evaluate.py finds the run through it, from any directory
         "model": "transducer" if isinstance(masked, TransducerModel) else "ctc",
         "threshold": threshold,
         "strategies": strategies,
@@ -493,16 +569,26 @@ def export_checkpoint(
             "tokenizer": len(tokenizer.model_bytes),
         },
     }
+    decoding = decoding_config(stock)
+    evaluated, node, decoder_files, decoder_note = run_decoder(ckpt_file.parent.parent)
+    if decoder_note:
+        notes.append(decoder_note)
+    if evaluated is not None and node is not None:
+        if evaluated != "greedy":
+            decoding[evaluated] = node
+        decoding["evaluated"] = evaluated  # what the run's results.json reports as wer / cer
+    data_record = _data_record(ckpt, datamodule)
     config = {
         "format": EXPORT_FORMAT,
         "model": report["model"],
         "net": net_config,
         "features": {"_target_": FEATURES_TARGET, "config": feature_config},
-        "decoding": decoding_config(stock),
+        "decoding": decoding,
         "weights": WEIGHTS_FILE,
         "tokenizer": TOKENIZER_FILE,
+        "data": data_record,  # what the model was trained and tested on (conformer_prune.data.record)
     }
-    _write(out_dir, overwrite, config, weights, tokenizer.model_bytes, report, traced)
+    _write(out_dir, overwrite, config, weights, tokenizer.model_bytes, report, traced, decoder_files)
     for text in notes:
         log.warning("export note: %s", text)
     log.info(
@@ -521,6 +607,16 @@ def export_checkpoint(
     return report
 
 
+def _data_record(ckpt: dict, datamodule: Any | None) -> dict | None:
+    """The checkpoint's data record, else the live data module's (``None`` when neither has one)."""
+    from conformer_prune.data.record import record_from_checkpoint
+
+    record = record_from_checkpoint(ckpt)
+    if record is None and callable(getattr(datamodule, "data_record", None)):
+        record = datamodule.data_record()
+    return record
+
+
 def _write(
     out_dir: Path,
     overwrite: bool,
@@ -529,6 +625,7 @@ def _write(
     tokenizer_bytes: bytes,
     report: dict,
     traced: torch.jit.ScriptModule | None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> None:
     """Write every file into a temporary sibling directory, then move it to ``out_dir``."""
     import yaml
@@ -540,6 +637,8 @@ def _write(
         (tmp / CONFIG_FILE).write_text(header + yaml.safe_dump(config, sort_keys=False))
         (tmp / WEIGHTS_FILE).write_bytes(weights)
         (tmp / TOKENIZER_FILE).write_bytes(tokenizer_bytes)
+        for name, content in (extra_files or {}).items():
+            (tmp / name).write_bytes(content)
         if traced is not None:
             with warnings.catch_warnings():  # torch.jit is deprecated in favour of torch.export; still supported
                 warnings.simplefilter("ignore", FutureWarning)
@@ -569,4 +668,5 @@ def export(cfg: DictConfig) -> dict:
         verify_batches=int(cfg.get("verify_batches", 1)),
         overwrite=bool(cfg.get("overwrite", False)),
         torchscript=bool(cfg.get("torchscript", False)),
+        allow_generated=bool(cfg.get("allow_generated", False)),
     )

@@ -4,8 +4,10 @@ An export directory (written by :func:`conformer_prune.export.export_checkpoint`
 
 * ``config.yaml``: ``net`` (the architecture as ``_target_`` nodes, with the kept width of every site
   in every layer and no dropout modules), ``features`` (the feature extractor with its CMVN
-  statistics), ``decoding`` (named decoders and the ``default`` one);
-* ``model.safetensors`` (the state dict), ``tokenizer.model`` (SentencePiece) and ``report.json``.
+  statistics), ``decoding`` (named decoders, the ``default`` one and the one the run was ``evaluated``
+  with), ``data`` (the data the model was trained and tested on);
+* ``model.safetensors`` (the state dict), ``tokenizer.model`` (SentencePiece) and ``report.json``;
+* ``lm.arpa`` and ``lexicon.txt`` when the run decoded with a word LM.
 
 :func:`load_model` rebuilds all of it with stock code and needs neither Lightning nor Hydra: the
 ``_target_`` nodes are built by :func:`instantiate_node`, a small importlib resolver that understands
@@ -43,6 +45,8 @@ TOKENIZER_FILE = "tokenizer.model"
 REPORT_FILE = "report.json"
 EXPORT_FORMAT = "conformer-prune-export/1"
 SAFE_PREFIXES: tuple[str, ...] = ("conformer_prune.",)
+DECODER_FILE_KEYS: tuple[str, ...] = ("lm_path", "lexicon_words")
+"""Decoder arguments that may name a file of the export directory (``lm.arpa``, ``lexicon.txt``)."""
 _NODE_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
 
 
@@ -229,14 +233,25 @@ def build_net(config: Mapping[str, Any], allowed_prefixes: Sequence[str] | None 
     return net
 
 
-def build_decoder(config: Mapping[str, Any], tokenizer: Any, name: str | None = None) -> Decoder:
-    """The decoder ``name`` of the config's ``decoding`` section (``None``: its ``default``)."""
+def build_decoder(
+    config: Mapping[str, Any], tokenizer: Any, name: str | None = None, root: str | Path | None = None
+) -> Decoder:
+    """The decoder ``name`` of the config's ``decoding`` section (``None``: its ``default``).
+
+    Relative paths under :data:`DECODER_FILE_KEYS` (an LM, a lexicon) name files of the export
+    directory ``root``.
+    """
     decoding = dict(config.get("decoding") or {})
     name = name or decoding.get("default", "greedy")
     if name not in decoding or not isinstance(decoding[name], Mapping):
         options = sorted(k for k, v in decoding.items() if isinstance(v, Mapping))
         raise ValueError(f"decoding.{name} is not in the export's config.yaml; options: {options}")
-    return instantiate_node(dict(decoding[name]))(tokenizer=tokenizer)
+    node = dict(decoding[name])
+    for key in DECODER_FILE_KEYS:
+        value = node.get(key)
+        if isinstance(value, str) and root is not None and not Path(value).is_absolute():
+            node[key] = str(Path(root) / value)
+    return instantiate_node(node)(tokenizer=tokenizer)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", decoder: str | None = None) -> LoadedModel:
@@ -283,7 +298,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", decoder: st
         raise ValueError(f"{root / CONFIG_FILE} has no `features` section: re-export from a training checkpoint")
     extractor = instantiate_node(dict(config["features"]))
     extractor.eval()
-    return LoadedModel(net, tokenizer, extractor, build_decoder(config, tokenizer, decoder), config, root)
+    return LoadedModel(net, tokenizer, extractor, build_decoder(config, tokenizer, decoder, root), config, root)
 
 
 # -- command line (scripts/transcribe.py) ---------------------------------------------------------

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 
 from conformer_prune.evaluation_cli import evaluate
@@ -75,14 +76,28 @@ def test_unknown_subset_names_the_available_ones(tiny_run: Path, tmp_path: Path)
         run_evaluate([f"model_path={tiny_run / 'export'}", "data.eval_subsets=[test-nope]"], tmp_path)
 
 
-def test_export_without_its_run_needs_a_data_config(tiny_run: Path, tmp_path: Path) -> None:
+def test_a_moved_export_scores_like_its_run_and_without_a_record_needs_a_data_config(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    trained = json.loads((tiny_run / "results.json").read_text())
     export = shutil.copytree(tiny_run / "export", tmp_path / "moved")
     report = json.loads((export / "report.json").read_text())
     report["checkpoint"] = str(tmp_path / "gone.ckpt")
     (export / "report.json").write_text(json.dumps(report))
+    assert (export / "lm.arpa").is_file() and (export / "lexicon.txt").is_file()
+    # no run next to it: its own record (the data) and its own LM and lexicon (the decoder) give the run's numbers
+    moved = run_evaluate([f"model_path={export}", f"data.eval_subsets={SUBSETS}", "max_batches=2"], tmp_path / "m")
+    assert moved["run_config"] is None and moved["decoding"] == "beam_lm"
+    same_numbers(moved, trained, ["dev-clean", "test-clean"])
+    assert moved["corpus"]["corpus_id"] == trained["corpus"]["corpus_id"] is not None
+    assert moved["corpus"]["record"]["root"] == trained["corpus"]["record"]["root"]
+
+    config = yaml.safe_load((export / "config.yaml").read_text())
+    del config["data"]  # an export of an older version
+    (export / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match="pass data=embedded"):
         run_evaluate([f"model_path={export}"], tmp_path / "a")
     results = run_evaluate(
         [f"model_path={export}", "data=embedded", "data.eval_subsets=[test-clean]", "max_batches=1"], tmp_path / "b"
     )
-    assert results["decoding"] == "greedy" and set(results["wer"]) == {"test-clean"}
+    assert results["decoding"] == "beam_lm" and set(results["wer"]) == {"test-clean"}

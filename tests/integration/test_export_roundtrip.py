@@ -196,7 +196,13 @@ def test_export_command_config(transducer, tmp_path) -> None:
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(
             "export",
-            overrides=[f"ckpt_path={exported.ckpt}", f"out_dir={tmp_path / 'm'}", "torchscript=false", "threshold=0.5"],
+            overrides=[
+                f"ckpt_path={exported.ckpt}",
+                f"out_dir={tmp_path / 'm'}",
+                "torchscript=false",
+                "threshold=0.5",
+                "allow_generated=true",
+            ],
         )
     report = export(cfg)
     assert report["threshold"] == 0.5 and report["params_after"] == exported.report["params_after"]

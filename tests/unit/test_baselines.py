@@ -57,7 +57,7 @@ def pruned_run(tmp_path_factory, tokenizer) -> SimpleNamespace:
     net = instantiate_node(copy.deepcopy(config))
     prune_randomly_(net, 0.5, seed=3)
     ckpt = save_checkpoint(root / "checkpoints" / "last.ckpt", net, config, tokenizer, feature_config(n_mels=80))
-    report = export_checkpoint(ckpt, root / "export")
+    report = export_checkpoint(ckpt, root / "export", allow_generated=True)
     return SimpleNamespace(root=root, export=root / "export", report=report, net=net)
 
 
@@ -205,7 +205,7 @@ def test_magnitude_init_loads_dense_weights_and_matches_kept_counts(pruned_run, 
 
     # the exporter compacts it like an adaptive run: same per-site counts, verified
     ckpt = save_checkpoint(tmp_path / "ft" / "checkpoints" / "last.ckpt", net, config, tokenizer, feature_config(80))
-    report = export_checkpoint(ckpt, tmp_path / "ft" / "export")
+    report = export_checkpoint(ckpt, tmp_path / "ft" / "export", allow_generated=True)
     assert report["kept"] == pruned_run.report["kept"]
     assert report["params_after"] < report["params_before"]
     assert not any("trained without adaptive dropout" in n for n in report["notes"])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -38,8 +39,10 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 import traceback
 import zlib
@@ -431,27 +434,52 @@ def _espeak_version() -> str:
     return _Espeak.get().version()
 
 
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux), so no worker outlives a Ctrl-C."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _run_forked(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(*args)`` in a forked child (fresh engine state); its result must be JSON-able."""
+    """Run ``fn(*args)`` in a forked child (fresh engine state); its result must be JSON-able.
+
+    The child never returns into the caller's code (it always ends in ``os._exit``, even when the
+    parent has gone and the result cannot be written), dies with its parent, and is killed and
+    reaped when the parent is interrupted while waiting for it.
+    """
     if not hasattr(os, "fork"):  # pragma: no cover - no fork: state may carry over (not byte-exact)
         return fn(*args)
+    parent = os.getpid()
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
-        code = 0
+        code = 1
         try:
             os.close(read_fd)
-            payload = json.dumps({"ok": fn(*args)}).encode()
-        except BaseException:  # report anything to the parent
-            payload = json.dumps({"error": traceback.format_exc()}).encode()
-            code = 1
-        with os.fdopen(write_fd, "wb") as fh:
-            fh.write(payload)
-        os._exit(code)
+            _die_with_parent(parent)
+            try:
+                payload = json.dumps({"ok": fn(*args)}).encode()
+                code = 0
+            except BaseException:  # report anything to the parent
+                payload = json.dumps({"error": traceback.format_exc()}).encode()
+            with os.fdopen(write_fd, "wb") as fh:
+                fh.write(payload)
+        finally:
+            os._exit(code)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as fh:
-        payload = fh.read()
-    os.waitpid(pid, 0)
+    try:
+        with os.fdopen(read_fd, "rb") as fh:
+            payload = fh.read()
+        os.waitpid(pid, 0)
+    except BaseException:  # Ctrl-C, or the pool terminating this worker: take the child down too
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+        raise
     result = json.loads(payload.decode() or '{"error": "the synthesis process died"}')
     if "error" in result:
         raise RuntimeError(f"synthesis failed:\n{result['error']}")
@@ -723,26 +751,34 @@ def _eval_groups(tasks: Sequence[ChapterTask]) -> int:
 
 # ------------------------------------------------------------------------------------------ ids
 def corpus_settings(config: CorpusConfig) -> dict[str, Any]:
-    """JSON-able settings (engines as given)."""
+    """JSON-able settings (engines as given: ``"auto"`` or a list)."""
     settings = asdict(config)
     settings["engines"] = config.engines if isinstance(config.engines, str) else list(config.engines)
     return settings
 
 
-def corpus_id(config: CorpusConfig, engines: dict[str, str] | None = None) -> str:
-    """Short hash of the settings, the engines available (with versions) and the sentence list.
+def sentences_digest(config: CorpusConfig) -> str:
+    """SHA-256 of the sentence list the corpus draws from (recorded in the manifest and the id)."""
+    return hashlib.sha256("\n".join(load_sentences(config.sentences)).encode()).hexdigest()
 
-    A changed corpus config, a newly installed flite, or another eSpeak version gives a new id, so
-    a cached tree is never reused for different content.
+
+def corpus_id(config: CorpusConfig, engines: dict[str, str] | None = None) -> str:
+    """Short hash of the content: settings with the engines *resolved*, engine versions, sentence list.
+
+    ``engines`` (engine -> version) is what the corpus is made with; ``None`` resolves
+    ``config.engines`` now. ``engines: auto`` resolved to eSpeak alone and ``engines: [espeak]`` are
+    the same content, hence the same id; a changed corpus config, another eSpeak version or a flite
+    corpus gives a new id, so a cached tree is never reused for different content. (Which tree an
+    ``auto`` config means once it exists is :func:`find_corpus`'s business, not this hash's.)
     """
     if engines is None:
         engines = engine_versions(resolve_engines(config.engines))
-    sentences = load_sentences(config.sentences)
+    settings = corpus_settings(config) | {"engines": list(engines)}
     payload = {
         "generator_version": GENERATOR_VERSION,
-        "settings": corpus_settings(config),
+        "settings": settings,
         "engines": engines,
-        "sentences": hashlib.sha256("\n".join(sentences).encode()).hexdigest(),
+        "sentences": sentences_digest(config),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -754,6 +790,113 @@ def read_manifest(root: str | Path) -> dict[str, Any] | None:
         if candidate.is_file():
             return json.loads(candidate.read_text())
     return None
+
+
+def _same_settings(manifest: Mapping[str, Any], config: CorpusConfig, sentences: Callable[[], str]) -> bool:
+    """Whether ``manifest`` was made from ``config`` (``sentences``: the digest of its sentence list)."""
+    if manifest.get("generator_version") != GENERATOR_VERSION or manifest.get("settings") != corpus_settings(config):
+        return False
+    digest = manifest.get("sentences_sha256")  # absent in manifests of older versions
+    return digest == sentences() if digest is not None else config.sentences is None
+
+
+def find_corpus(base: str | Path, config: CorpusConfig) -> Path | None:
+    """The existing corpus of ``config`` under ``base`` (``<base>/<corpus id>``), or ``None``.
+
+    ``engines: auto`` is resolved once, when a corpus is made, and the manifest records the result:
+    an ``auto`` config therefore means the tree an ``auto`` config of the same settings made before
+    (even if another engine has been installed since), and only without one the tree of what
+    ``auto`` resolves to now. Should several exist (made by versions that re-resolved ``auto``),
+    the one matching the current resolution wins, else the newest.
+    """
+    base = Path(base).expanduser()
+    if config.engines == "auto" and base.is_dir():
+        digest = functools.cache(lambda: sentences_digest(config))
+        made: list[tuple[Path, dict[str, Any]]] = []
+        for manifest_file in sorted(base.glob(f"*/LibriSpeech/{MANIFEST_NAME}")):
+            try:
+                manifest = json.loads(manifest_file.read_text())
+            except (OSError, ValueError):
+                continue
+            if _same_settings(manifest, config, digest):
+                made.append((manifest_file.parents[1], manifest))
+        if len(made) == 1:
+            root, manifest = made[0]
+            _note_auto(manifest, root)
+            return root
+        if made:
+            now = engine_versions(resolve_engines("auto"))
+            current = [root for root, manifest in made if manifest.get("engines") == now]
+            if current:
+                return current[0]
+            root = max(made, key=lambda item: (item[0] / "LibriSpeech" / MANIFEST_NAME).stat().st_mtime)[0]
+            log.warning(
+                "%d embedded corpora under %s were made from these settings with engines: auto (%s); using the "
+                "newest, %s. Fix: delete the others, or name the engines (data.corpus.engines=[...])",
+                len(made),
+                base,
+                ", ".join(f"{r.name}: {sorted(m.get('engines') or {})}" for r, m in made),
+                root,
+            )
+            return root
+    root = base / corpus_id(config)
+    return root if read_manifest(root) is not None else None
+
+
+def _note_auto(manifest: Mapping[str, Any], root: Path) -> None:
+    """Say so when ``auto`` would resolve to other engines now than when ``root`` was made."""
+    made_with = sorted(manifest.get("engines") or {})
+    now = resolve_engines("auto")
+    if sorted(now) != made_with:
+        log.info(
+            "embedded corpus %s: engines: auto was resolved to %s when it was made and stays so (now it would give "
+            "%s). For a corpus with those, set data.corpus.engines=%s",
+            root,
+            made_with,
+            now,
+            now,
+        )
+
+
+def corpus_root(base: str | Path, config: CorpusConfig) -> Path:
+    """Where the corpus of ``config`` lives under ``base``: the existing one, else ``<base>/<corpus id>``."""
+    found = find_corpus(base, config)
+    return found if found is not None else Path(base).expanduser() / corpus_id(config)
+
+
+def missing_engines(engines: Iterable[str]) -> list[str]:
+    """Engines of ``engines`` that cannot run here (flite not on PATH)."""
+    return [engine for engine in engines if engine == "flite" and not flite_available()]
+
+
+def regeneration_hint(manifest: Mapping[str, Any], root: str | Path) -> str:
+    """How to make the corpus described by ``manifest`` again at ``root``, and whether it can be done here.
+
+    The command names the engines the corpus was made with (never ``auto``), so the new tree has the
+    same content wherever it is made, as long as the engine versions match.
+    """
+    settings = dict(manifest.get("settings") or {})
+    engines: dict[str, str] = dict(manifest.get("engines") or {})
+    settings["engines"] = "[" + ",".join(engines) + "]"
+    args = " ".join(f"{k}={'null' if v is None else v}" for k, v in settings.items())
+    text = f"regenerate it with `python scripts/make_corpus.py root={root} {args}`"
+    missing = missing_engines(engines)
+    if missing:
+        return (
+            f"{text}, but it cannot be reproduced here: {', '.join(missing)} is not installed "
+            f"(apt-get install {' '.join(missing)}), and the corpus was made with {sorted(engines)}"
+        )
+    try:
+        now = engine_versions([e for e in engines if e not in missing])
+    except (RuntimeError, OSError) as err:  # an engine that no longer runs
+        return f"{text}, but its engines do not run here ({err})"
+    changed = [f"{e} {engines[e]} (here {now.get(e)})" for e in engines if now.get(e) != engines[e]]
+    if changed:
+        text += (
+            f"; note: it was made with {', '.join(changed)}: with other engine versions the audio differs, so "
+            "numbers are not comparable"
+        )
+    return text
 
 
 # ---------------------------------------------------------------------------------------- build
@@ -803,7 +946,8 @@ def _write_metadata(base: Path, plan: CorpusPlan, sizes: dict[str, list[int]], c
         "corpus_id": corpus_key,
         "synthetic": True,
         "settings": corpus_settings(plan.config),
-        "engines": plan.engines,
+        "engines": plan.engines,  # what engines: auto resolved to, with versions
+        "sentences_sha256": sentences_digest(plan.config),
         "sample_rate": SAMPLE_RATE,
         "text": plan.text_stats,
         "subsets": subsets,
@@ -893,8 +1037,12 @@ def _generate(config: CorpusConfig, root: Path, jobs: int, progress: bool) -> di
     )
     # Costly chapters first, so the pool ends evenly.
     tasks = sorted(plan.tasks, key=lambda t: -t.estimated_seconds * ENGINE_COST[t.speaker.engine])
-    sizes = _run_tasks([(str(staging), t) for t in tasks], jobs, progress)
-    manifest = _write_metadata(staging, plan, sizes, key)
+    try:
+        sizes = _run_tasks([(str(staging), t) for t in tasks], jobs, progress)
+        manifest = _write_metadata(staging, plan, sizes, key)
+    except BaseException:  # Ctrl-C or a failed engine: leave no half-written tree behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if target.exists():  # overwrite=True
         shutil.rmtree(target)
     staging.rename(target)
@@ -921,7 +1069,7 @@ def _run_tasks(jobs_list: list[tuple[str, ChapterTask]], jobs: int, progress: bo
         TextColumn("utterances"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, disable=not progress) as bar:
+    with _interruptible(), Progress(*columns, disable=not progress) as bar:
         bar_task = bar.add_task("synthesis", total=total)
         if jobs == 1:
             results: Iterable[tuple[str, list[int]]] = map(_render_task, jobs_list)
@@ -929,17 +1077,40 @@ def _run_tasks(jobs_list: list[tuple[str, ChapterTask]], jobs: int, progress: bo
                 sizes[directory] = chapter_sizes
                 bar.advance(bar_task, len(chapter_sizes))
         else:
-            # spawn: workers start clean (no threads or engine state inherited from the caller)
-            with mp.get_context("spawn").Pool(processes=jobs) as pool:
+            # spawn: workers start clean (no threads or engine state inherited from the caller). Leaving the
+            # block (done, failed or Ctrl-C) terminates the workers; their own children die with them.
+            context = mp.get_context("spawn")
+            with context.Pool(processes=jobs, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
                 for directory, chapter_sizes in pool.imap_unordered(_render_task, jobs_list, chunksize=1):
                     sizes[directory] = chapter_sizes
                     bar.advance(bar_task, len(chapter_sizes))
     return sizes
 
 
+def _init_worker(parent: int) -> None:
+    """Pool worker set-up: Ctrl-C is the main process's to handle (it terminates the pool); die with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT stops the generation even where the process started with it ignored (a script's ``cmd &``)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not (
+        signal.SIG_IGN
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def default_root(data_dir: str | Path, config: CorpusConfig) -> Path:
-    """Where the data module caches this corpus: ``<data_dir>/embedded/<corpus id>``."""
-    return Path(data_dir).expanduser() / "embedded" / corpus_id(config)
+    """Where the data module caches this corpus: ``<data_dir>/embedded/<corpus id>`` (see :func:`corpus_root`)."""
+    return corpus_root(Path(data_dir).expanduser() / "embedded", config)
 
 
 def generate_from_config(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,14 @@ Batches are dicts::
     ids           list[str]  utterance ids
 
 With ``corpus`` set, the tree is the embedded synthetic corpus, generated on first use under
-``<root>/<corpus id>`` (the id hashes the corpus settings and the engines available, so a changed
-corpus config makes a new tree instead of overwriting one).
+``<root>/<corpus id>`` (the id hashes the corpus settings and the engines, so a changed corpus config
+makes a new tree instead of overwriting one; ``engines: auto`` means what it resolved to when the
+corpus was made, see :func:`~conformer_prune.data.corpus.find_corpus`).
+
+Paths are made absolute when the module is built. :meth:`data_record` names exactly what was read;
+it travels in checkpoints (:meth:`state_dict`), exports and ``results.json`` so that evaluation reads
+the same data again (:mod:`conformer_prune.data.record`). :meth:`check` verifies, before anything is
+trained or written, that the data can serve a stage.
 
 The tokenizer and the CMVN statistics are trained / fitted on the training subsets and cached in
 ``cache_dir``; :meth:`state_dict` carries them (and the sampler position) into checkpoints.
@@ -39,9 +45,18 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from conformer_prune.data.batching import DurationBucketSampler
-from conformer_prune.data.corpus import CorpusConfig, corpus_id, generate_corpus, read_manifest
+from conformer_prune.data.corpus import (
+    CORPUS_SUBSETS,
+    GENERATOR_VERSION,
+    CorpusConfig,
+    corpus_root,
+    generate_corpus,
+    read_manifest,
+    resolve_engines,
+)
 from conformer_prune.data.features import FeatureExtractor, GlobalCMVN, SpecAugment, speed_perturb
 from conformer_prune.data.librispeech import (
+    DataError,
     SkipReport,
     Utterance,
     available_subsets,
@@ -50,7 +65,14 @@ from conformer_prune.data.librispeech import (
     load_audio,
     read_subsets,
 )
-from conformer_prune.data.tokenizer import DEFAULT_ALPHABET, Tokenizer, apply_alphabet_policy, out_of_alphabet
+from conformer_prune.data.tokenizer import (
+    DEFAULT_ALPHABET,
+    MODEL_TYPES,
+    OOV_POLICIES,
+    Tokenizer,
+    apply_alphabet_policy,
+    out_of_alphabet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +117,7 @@ def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, key: st
     given = _plain(given) or {}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"data.{key}: unknown key(s) {unknown}; known keys are {sorted(defaults)}")
+        raise DataError(f"data.{key}: unknown key(s) {unknown}; known keys are {sorted(defaults)}")
     return {**defaults, **given}
 
 
@@ -104,7 +126,7 @@ def _subset_list(value: str | Sequence[str] | None, key: str) -> list[str]:
         return []
     names = [value] if isinstance(value, str) else [str(v) for v in _plain(value)]
     if not all(names):
-        raise ValueError(f"data.{key} holds an empty subset name")
+        raise DataError(f"data.{key} holds an empty subset name")
     return names
 
 
@@ -118,6 +140,8 @@ class UtteranceDataset(Dataset):
         cache: keep computed features in RAM, so later epochs skip FLAC decoding.
         speeds: speed-perturbation factors drawn uniformly per item (``(1.0,)``: none).
         seed: base seed of the speed draws.
+        skip_errors: an item whose audio cannot be decoded is served as ``None`` (dropped from its batch,
+            logged once, listed in :attr:`failed`); ``False``: its ``ValueError`` propagates.
 
     The speed of an item is a function of (``seed``, the epoch of :attr:`sampler`, the item's index), as
     the SpecAugment masks are: a run resumed mid-epoch perturbs every utterance as the uninterrupted
@@ -133,6 +157,7 @@ class UtteranceDataset(Dataset):
         cache: bool = True,
         speeds: Sequence[float] = (1.0,),
         seed: int = 0,
+        skip_errors: bool = True,
     ) -> None:
         self.utterances = list(utterances)
         self.extractor = extractor
@@ -141,6 +166,7 @@ class UtteranceDataset(Dataset):
         self.speeds = tuple(float(s) for s in speeds) or (1.0,)
         self.seed = int(seed)
         self.sampler: DurationBucketSampler | None = None
+        self.skip_errors = skip_errors
         self._features: dict[tuple[int, float], Tensor] = {}
         self.failed: dict[str, str] = {}
 
@@ -161,7 +187,7 @@ class UtteranceDataset(Dataset):
         try:
             audio, sample_rate = load_audio(utt)
         except (RuntimeError, OSError) as err:
-            raise ValueError(
+            raise DataError(
                 f"{utt.path}: cannot decode the audio ({err}). Fix: re-extract the subset, or delete the file and "
                 "its transcript line"
             ) from err
@@ -171,6 +197,15 @@ class UtteranceDataset(Dataset):
         if self.cache:
             self._features[key] = feats
         return feats
+
+    def drop(self, indices: Sequence[int]) -> None:
+        """Remove items ``indices`` (e.g. undecodable ones) before a sampler is built; the cache follows."""
+        gone = set(indices)
+        keep = [i for i in range(len(self.utterances)) if i not in gone]
+        new_index = {old: new for new, old in enumerate(keep)}
+        self.utterances = [self.utterances[i] for i in keep]
+        self.tokens = [self.tokens[i] for i in keep]
+        self._features = {(new_index[i], s): f for (i, s), f in self._features.items() if i in new_index}
 
     def precompute(self) -> None:
         """Compute every item's features now (before DataLoader workers fork, so they share them)."""
@@ -190,6 +225,8 @@ class UtteranceDataset(Dataset):
         try:
             feats = self.features(index, self.speed(index))
         except ValueError as err:
+            if not self.skip_errors:
+                raise
             if utt.utt_id not in self.failed:
                 log.warning("%s (skipped)", err)
             self.failed[utt.utt_id] = str(err)
@@ -227,7 +264,7 @@ class Collate:
     def __call__(self, items: Sequence[dict[str, Any] | None]) -> Batch:
         kept = [item for item in items if item is not None]
         if not kept:
-            raise ValueError(
+            raise DataError(
                 "every utterance of a batch failed to decode (see the warnings above for the files). Fix: re-extract "
                 "the data"
             )
@@ -306,17 +343,22 @@ class LibriSpeechDataModule(L.LightningDataModule):
         eval_subsets: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
+        root = os.path.abspath(Path(str(root)).expanduser())  # saved absolute: a run never depends on its cwd
+        cache_dir = None if cache_dir is None else os.path.abspath(Path(str(cache_dir)).expanduser())
         self.save_hyperparameters()
         if on_error not in ("skip", "raise"):
-            raise ValueError(f"data.on_error must be 'skip' or 'raise', got {on_error!r}")
+            raise DataError(f"data.on_error must be 'skip' or 'raise', got {on_error!r}")
         if max_batch_seconds <= 0:
-            raise ValueError(f"data.max_batch_seconds must be > 0, got {max_batch_seconds}")
-        self.base_root = Path(str(root)).expanduser()
+            raise DataError(f"data.max_batch_seconds must be > 0, got {max_batch_seconds}")
+        self.base_root = Path(root)
         self.train_subsets = _subset_list(train_subsets, "train_subsets")
         self.dev_subsets = _subset_list(dev_subsets, "dev_subsets")
         self.test_subsets = _subset_list(test_subsets, "test_subsets")
         self._eval_subset_names = _subset_list(eval_subsets, "eval_subsets")
         self.tokenizer_cfg = _merge(TOKENIZER_DEFAULTS, tokenizer, "tokenizer")
+        for key, allowed in (("model_type", MODEL_TYPES), ("oov_policy", OOV_POLICIES)):
+            if self.tokenizer_cfg[key] not in allowed:
+                raise DataError(f"data.tokenizer.{key} must be one of {list(allowed)}, got {self.tokenizer_cfg[key]!r}")
         self.feature_cfg = _merge(FEATURE_DEFAULTS, features, "features")
         self.spec_augment_cfg = (
             None if spec_augment is None else _merge(SPEC_AUGMENT_DEFAULTS, spec_augment, "spec_augment")
@@ -335,7 +377,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
         if corpus is not None:
             self._corpus_runtime = {k: corpus.pop(k) for k in ("jobs", "progress") if k in corpus}
             self.corpus_config = CorpusConfig.from_mapping(corpus, what="data.corpus")
-        self._cache_dir = None if cache_dir is None else Path(str(cache_dir)).expanduser()
+        self._cache_dir = None if cache_dir is None else Path(cache_dir)
         self._data_root: Path | None = None
         self._tokenizer: Tokenizer | None = None
         self._extractor: FeatureExtractor | None = None
@@ -351,10 +393,10 @@ class LibriSpeechDataModule(L.LightningDataModule):
     # -- where the data is ---------------------------------------------------------------------------
     @property
     def data_root(self) -> Path:
-        """The directory that holds ``LibriSpeech/`` (for the embedded corpus: its own directory)."""
+        """The directory that holds ``LibriSpeech/`` (for the embedded corpus: its own directory), absolute."""
         if self._data_root is None:
             if self.corpus_config is not None:
-                self._data_root = self.base_root / corpus_id(self.corpus_config)
+                self._data_root = corpus_root(self.base_root, self.corpus_config)
             else:
                 self._data_root = self.base_root
         return self._data_root
@@ -407,11 +449,11 @@ class LibriSpeechDataModule(L.LightningDataModule):
     def _training_utterances(self) -> list[Utterance]:
         if self._train_utts is None:
             if not self.train_subsets:
-                raise ValueError("data.train_subsets is empty: name the subsets to train on")
+                raise DataError("data.train_subsets is empty: name the subsets to train on")
             utts = self._read(self.train_subsets, max_duration=self.max_duration)
             self._train_utts = self._apply_alphabet(utts, "training set")
             if not self._train_utts:
-                raise ValueError(f"no training utterances left in {self.train_subsets} under {self.data_root}")
+                raise DataError(f"no training utterances left in {self.train_subsets} under {self.data_root}")
         return self._train_utts
 
     def _make_tokenizer(self) -> Tokenizer:
@@ -439,7 +481,23 @@ class LibriSpeechDataModule(L.LightningDataModule):
             log.info("CMVN: using cached %s", path)
             return
         train_set = self._dataset("train")  # fitting warms its feature cache
-        extractor.cmvn.fit(train_set.features(i) for i in chosen.tolist())
+        undecodable: list[int] = []
+
+        def frames() -> Any:  # the on_error policy holds here too: an undecodable file is skipped, not fatal
+            for i in chosen.tolist():
+                try:
+                    yield train_set.features(i)
+                except ValueError as err:
+                    if self.on_error == "raise":
+                        raise DataError(f"{err}; or set data.on_error=skip to skip and count such files") from err
+                    log.warning("%s (skipped)", err)
+                    train_set.failed[train_set.utterances[i].utt_id] = str(err)
+                    undecodable.append(i)
+
+        extractor.cmvn.fit(frames())
+        if undecodable:  # out of the training set before any sampler sees it
+            train_set.drop(undecodable)
+            self._train_utts = list(train_set.utterances)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several DDP ranks may fit at once
         tmp.write_text(json.dumps(extractor.config()))
@@ -460,7 +518,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
             return (1.0,)
         speeds = tuple(float(s) for s in speeds)
         if any(not 0.5 <= s <= 2.0 for s in speeds):
-            raise ValueError(f"data.features.speed_perturb factors must lie in [0.5, 2], got {list(speeds)}")
+            raise DataError(f"data.features.speed_perturb factors must lie in [0.5, 2], got {list(speeds)}")
         return speeds
 
     def _dataset(self, split: str) -> UtteranceDataset:
@@ -472,10 +530,16 @@ class LibriSpeechDataModule(L.LightningDataModule):
         else:
             names = self.dev_subsets if split == "dev" else self.test_subsets
             if not names:
-                raise ValueError(f"data.{split}_subsets is empty: name at least one subset")
+                raise DataError(f"data.{split}_subsets is empty: name at least one subset")
             utts, speeds = self._eval_utterances(names, split), (1.0,)
         dataset = UtteranceDataset(
-            utts, self.tokenizer, extractor, cache=self.cache_features, speeds=speeds, seed=self.seed
+            utts,
+            self.tokenizer,
+            extractor,
+            cache=self.cache_features,
+            speeds=speeds,
+            seed=self.seed,
+            skip_errors=self.on_error == "skip",
         )
         self._datasets[split] = dataset
         return dataset
@@ -491,6 +555,89 @@ class LibriSpeechDataModule(L.LightningDataModule):
         if affected:
             self._skips.counts[f"out_of_alphabet_{'unk' if policy == 'unk' else 'dropped'}"] += affected
         return kept
+
+    def check(
+        self,
+        stage: str = "fit",
+        *,
+        generate: bool = True,
+        eval_subsets: str | Sequence[str] | None = None,
+        eval_key: str = "data.eval_subsets",
+    ) -> None:
+        """Check that the data can serve ``stage`` before anything is trained or written.
+
+        ``fit``: the root (or the embedded corpus, or that it can be generated), the train, dev, test and
+        eval subsets on disk, and the dev, test and eval subsets non-empty after ``on_error`` (their
+        headers are read: seconds; the training subsets are only listed). ``evaluate``: the eval subsets
+        alone. Nothing is generated or cached.
+
+        Args:
+            stage: ``fit`` or ``evaluate``.
+            generate: whether a missing embedded corpus may be generated (``False``: a missing one is an error).
+            eval_subsets: the subsets evaluated (after training: the training config's top-level
+                ``eval_subsets``) when they are not :meth:`eval_subsets`; ``[]``: none.
+            eval_key: the config key that names them, for the messages (e.g. ``eval_subsets``).
+
+        Raises:
+            DataError: naming the key or file and the fix.
+        """
+        if stage not in ("fit", "evaluate"):
+            raise ValueError(f"check(stage={stage!r}): use 'fit' or 'evaluate'")
+        if eval_subsets is None:
+            evaluated = self.eval_subsets()
+        else:
+            evaluated = expand_subsets(_subset_list(eval_subsets, eval_key.removeprefix("data.")))
+        groups = [(eval_key, evaluated)]
+        if stage == "fit":
+            groups = [
+                ("data.train_subsets", expand_subsets(self.train_subsets)),
+                ("data.dev_subsets", expand_subsets(self.dev_subsets)),
+                ("data.test_subsets", expand_subsets(self.test_subsets)),
+                *groups,
+            ]
+            if not self.train_subsets:
+                raise DataError("data.train_subsets is empty: name the subsets to train on")
+        if self.corpus_config is not None and read_manifest(self.data_root) is None:
+            if not generate:
+                raise DataError(
+                    f"no embedded corpus with the settings of data.corpus under {self.base_root} (looked for "
+                    f"{self.data_root.name}), and this step does not generate one. Fix: make it with "
+                    f"`python scripts/make_corpus.py root={self.data_root}` and the same settings, or point data.root "
+                    "at the directory that holds it"
+                )
+            resolve_engines(self.corpus_config.engines)  # names an engine that is not installed
+            for key, names in groups:
+                unknown = [n for n in names if n not in CORPUS_SUBSETS]
+                if unknown:
+                    raise DataError(
+                        f"{key}: {unknown} are not subsets of the embedded corpus; it has {list(CORPUS_SUBSETS)}"
+                    )
+            return
+        base = find_corpus_root(self.data_root)
+        on_disk = set(available_subsets(base))
+        for key, names in groups:
+            missing = [n for n in names if n not in on_disk]
+            if missing:
+                raise DataError(
+                    f"{key}: {missing} not found under {base}; available there: {sorted(on_disk) or 'none'}. Fix: "
+                    "pick from those, point data.root at a tree that has them, or download them with "
+                    "scripts/prepare_librispeech.py"
+                )
+        for key, names in groups:
+            for name in names:
+                if key == "data.train_subsets":
+                    if next(base.glob(f"{name}/*/*/*.trans.txt"), None) is None:
+                        raise DataError(f"{key}: {base / name} holds no <speaker>/<chapter>/*.trans.txt")
+                    continue
+                report = SkipReport()
+                utts = read_subsets(base, [name], on_error=self.on_error, report=report)
+                kept, _ = apply_alphabet_policy(utts, self.tokenizer_cfg["alphabet"], self.tokenizer_cfg["oov_policy"])
+                if not kept:
+                    skipped = ", ".join(f"{r}: {n}" for r, n in report.as_dict().items()) or "none skipped"
+                    raise DataError(
+                        f"{key}: {base / name} has no usable utterance ({len(utts)} read, {skipped}). Fix: repair "
+                        "the subset (see the warnings above for the files) or leave it out of " + key
+                    )
 
     def setup(self, stage: str | None = None) -> None:
         """Read the subsets, train / load the tokenizer, fit / load the CMVN statistics."""
@@ -573,7 +720,11 @@ class LibriSpeechDataModule(L.LightningDataModule):
         if subset not in self._eval_sets:
             utts = self._eval_utterances(expand_subsets(subset), "eval")
             self._eval_sets[subset] = UtteranceDataset(
-                utts, self.tokenizer, self.feature_extractor, cache=self.cache_features
+                utts,
+                self.tokenizer,
+                self.feature_extractor,
+                cache=self.cache_features,
+                skip_errors=self.on_error == "skip",
             )
         return self._eval_loader(self._eval_sets[subset])
 
@@ -601,17 +752,25 @@ class LibriSpeechDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """Sampler position (``epoch``, ``batches_done``), tokenizer model and feature config."""
+        """Sampler position (``epoch``, ``batches_done``), tokenizer model, feature config and :meth:`data_record`."""
         return {
             "epoch": self._count_epoch,
             "batches_done": self._batches_done,
             "seed": self.seed,
             "tokenizer_model": None if self._tokenizer is None else self._tokenizer.model_bytes,
             "feature_config": None if self._extractor is None else self._extractor.config(),
+            "data": self.data_record() if self._tokenizer is not None else None,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the run's tokenizer, features and the exact position in the training epoch."""
+        recorded = state_dict.get("data") or {}
+        if recorded.get("root") and self._data_root is not None and str(self.data_root) != recorded["root"]:
+            log.warning(
+                "the checkpoint was trained on %s, this run reads %s: the resumed run mixes data",
+                recorded["root"],
+                self.data_root,
+            )
         if state_dict.get("tokenizer_model") is not None or state_dict.get("feature_config") is not None:
             self.restore(state_dict.get("tokenizer_model"), state_dict.get("feature_config"))
         sampler_state = {k: state_dict[k] for k in ("epoch", "batches_done", "seed") if k in state_dict}
@@ -627,33 +786,69 @@ class LibriSpeechDataModule(L.LightningDataModule):
             self._pending_sampler_state = sampler_state
 
     # -- description ----------------------------------------------------------------------------------
+    def data_record(self) -> dict[str, Any]:
+        """Exactly what this module reads (see :mod:`conformer_prune.data.record`); JSON-able, absolute paths."""
+        manifest = read_manifest(self.data_root) or {}
+        synthetic = bool(manifest.get("synthetic"))
+        return {
+            "root": str(self.data_root),
+            "corpus_id": manifest.get("corpus_id") if synthetic else None,
+            "synthetic": synthetic,
+            "engines": manifest.get("engines") if synthetic else None,
+            "settings": manifest.get("settings") if synthetic else None,
+            "generator_version": manifest.get("generator_version", GENERATOR_VERSION) if synthetic else None,
+            "datamodule": {
+                "_target_": f"{type(self).__module__}.{type(self).__qualname__}",
+                "_convert_": "all",
+                **_plain(self.hparams_initial),
+            },
+        }
+
     def corpus_description(self) -> dict[str, Any]:
-        """What the data is: root, subsets (hours, utterances, speakers), engines and voices when synthetic."""
+        """What the data is: root, subsets (hours, utterances, speakers, undecodable files), what was skipped,
+        engines and voices when synthetic, and :meth:`data_record` (``record``).
+
+        ``subsets`` covers the train / dev / test sets read so far and every subset evaluated one by one
+        (:meth:`eval_dataloader`); ``evaluated`` lists the latter; ``skipped`` counts every entry left out,
+        by reason, files that failed to decode (``undecodable_audio``) included.
+        """
         subsets: dict[str, Any] = {}
+        failed: dict[str, str] = {}
         for split, dataset in (
             ("train", self._datasets.get("train")),
             ("dev", self._datasets.get("dev")),
             ("test", self._datasets.get("test")),
+            *(("eval", d) for d in self._eval_sets.values()),
         ):
             if dataset is None:
                 continue
+            failed.update(dataset.failed)
             by_subset: dict[str, list[Utterance]] = {}
             for utt in dataset.utterances:
                 by_subset.setdefault(utt.subset, []).append(utt)
             for name, utts in by_subset.items():
+                if name in subsets and split == "eval":
+                    continue  # already described as a train / dev / test subset
                 subsets[name] = {
                     "split": split,
                     "hours": round(sum(u.duration for u in utts) / 3600, 4),
                     "utterances": len(utts),
                     "speakers": len({u.speaker for u in utts}),
+                    "undecodable": sum(1 for u in utts if u.utt_id in dataset.failed),
                 }
+        skipped = self._skips.as_dict()
+        if failed:
+            skipped["undecodable_audio"] = skipped.get("undecodable_audio", 0) + len(failed)
         description: dict[str, Any] = {
             "root": str(find_corpus_root(self.data_root)),
+            "corpus_id": None,
             "train_subsets": self.train_subsets,
             "dev_subsets": self.dev_subsets,
             "test_subsets": self.test_subsets,
+            "evaluated": list(self._eval_sets),
             "subsets": subsets,
-            "skipped": self._skips.as_dict(),
+            "skipped": dict(sorted(skipped.items())),
+            "record": self.data_record(),
         }
         manifest = read_manifest(self.data_root)
         description["synthetic"] = bool(manifest and manifest.get("synthetic"))

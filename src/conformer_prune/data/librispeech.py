@@ -70,6 +70,11 @@ LIBRISPEECH_MD5: dict[str, str] = {
 
 OnError = Literal["skip", "raise"]
 
+
+class DataError(ValueError):
+    """A user error in the data or the data config; the message names the file or key and the fix."""
+
+
 _UTT_ID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
@@ -150,7 +155,23 @@ _FIXES: dict[str, str] = {
     "bad_transcript_line": "each line must read '<speaker>-<chapter>-<utt> TEXT' with the chapter's ids",
     "duplicate_transcript": "keep one line per utterance id in the .trans.txt",
     "too_long": "raise data.max_duration or leave data.on_error=skip to drop long utterances",
+    "not_flac": "the LibriSpeech layout holds FLAC only: convert the file (e.g. `ffmpeg -i in.wav out.flac` or "
+    "`sox in.wav out.flac`, 16 kHz mono) and delete the original",
 }
+
+OTHER_AUDIO_SUFFIXES: tuple[str, ...] = (
+    ".wav",
+    ".mp3",
+    ".ogg",
+    ".opus",
+    ".m4a",
+    ".aac",
+    ".sph",
+    ".aiff",
+    ".aif",
+    ".wma",
+)
+"""Audio files that are not FLAC: reported as such (``not_flac``), never as a missing FLAC."""
 
 
 class _Issues:
@@ -158,13 +179,13 @@ class _Issues:
 
     def __init__(self, on_error: OnError, report: SkipReport) -> None:
         if on_error not in ("skip", "raise"):
-            raise ValueError(f"data.on_error must be 'skip' or 'raise', got {on_error!r}")
+            raise DataError(f"data.on_error must be 'skip' or 'raise', got {on_error!r}")
         self.on_error = on_error
         self.report = report
 
     def __call__(self, reason: str, where: Path | str, detail: str) -> None:
         if self.on_error == "raise":
-            raise ValueError(
+            raise DataError(
                 f"{where}: {detail}. Fix: {_FIXES[reason]}; or set data.on_error=skip to skip and count such entries"
             )
         self.report.add(reason, where)
@@ -178,7 +199,7 @@ def find_corpus_root(root: str | Path) -> Path:
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise ValueError(
+        raise DataError(
             f"data root {str(root)!r} does not exist: set data.root to the directory that holds LibriSpeech/ "
             "(download it with scripts/prepare_librispeech.py, or use data=embedded to generate a corpus)"
         )
@@ -238,8 +259,13 @@ def _read_chapter(chapter_dir: Path, subset: str, issue: _Issues, max_duration: 
     trans = chapter_dir / f"{speaker}-{chapter}.trans.txt"
     texts = _read_transcripts(trans, speaker, chapter, issue) if trans.is_file() else {}
     flacs = {p.stem: p for p in chapter_dir.glob("*.flac")}
+    others = {p.stem: p for p in chapter_dir.iterdir() if p.suffix.lower() in OTHER_AUDIO_SUFFIXES}
     out: list[Utterance] = []
-    for utt_id in sorted(set(flacs) | set(texts)):
+    for utt_id in sorted(set(flacs) | set(texts) | set(others)):
+        if utt_id not in flacs and utt_id in others:
+            other = others[utt_id]
+            issue("not_flac", other, f"{other.suffix} audio, but the reader takes FLAC ({utt_id}.flac)")
+            continue
         if utt_id not in texts:
             where = trans if trans.is_file() else chapter_dir
             issue("missing_transcript", flacs[utt_id], f"no transcript line for {utt_id} in {where}")
@@ -315,7 +341,7 @@ def read_subsets(
     base = find_corpus_root(root)
     names = expand_subsets(subsets)
     if not names:
-        raise ValueError(f"no subsets requested from {base}: name at least one of {list(LIBRISPEECH_SUBSETS)}")
+        raise DataError(f"no subsets requested from {base}: name at least one of {list(LIBRISPEECH_SUBSETS)}")
     missing = [name for name in names if not (base / name).is_dir()]
     if missing:
         on_disk = available_subsets(base)
@@ -324,7 +350,7 @@ def read_subsets(
             if any(m in LIBRISPEECH_SUBSETS for m in missing)
             else f"valid names are the official {list(LIBRISPEECH_SUBSETS)} and aliases {sorted(SUBSET_ALIASES)}"
         )
-        raise ValueError(
+        raise DataError(
             f"subset(s) {missing} not found under {base}; available there: {on_disk or 'none'}. Fix: pick from "
             f"those, or {hint}"
         )
@@ -400,7 +426,7 @@ def download_file(url: str, dest: Path, md5: str | None, *, timeout_s: float = 6
         try:
             stream, offset = _open_from(url, offset, timeout_s)
         except (OSError, urllib.error.URLError) as err:
-            raise ValueError(
+            raise DataError(
                 f"cannot fetch {url} ({err}). Fix: check the network or point base_url at a reachable mirror"
             ) from err
         if offset:
@@ -413,7 +439,7 @@ def download_file(url: str, dest: Path, md5: str | None, *, timeout_s: float = 6
             return dest
         log.warning("%s: MD5 %s, expected %s (attempt %d): downloading again", dest.name, actual, md5, attempt + 1)
         part.unlink()
-    raise ValueError(
+    raise DataError(
         f"{url}: MD5 mismatch after {retries + 1} attempts (expected {md5}). Fix: the mirror at base_url serves "
         "a corrupt or different archive; use another base_url, or correct the checksums table if it is wrong"
     )
@@ -452,7 +478,7 @@ def download_subsets(
     names = expand_subsets(subsets)
     unknown = [n for n in names if n not in checksums]
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"no checksum for subset(s) {unknown}: known are {sorted(checksums)}. Fix: use official names or add "
             "them to the checksums table"
         )
@@ -473,9 +499,9 @@ def download_subsets(
             with tarfile.open(archive, "r:gz") as tar:
                 tar.extractall(root, filter="data")
         except (tarfile.TarError, OSError, EOFError) as err:
-            raise ValueError(f"{archive}: cannot extract ({err}). Fix: delete it and run again") from err
+            raise DataError(f"{archive}: cannot extract ({err}). Fix: delete it and run again") from err
         if not (base / name).is_dir():
-            raise ValueError(f"{archive} holds no LibriSpeech/{name}/ directory: is base_url the right mirror?")
+            raise DataError(f"{archive} holds no LibriSpeech/{name}/ directory: is base_url the right mirror?")
         marker.write_text(checksums[name] + "\n")
         if not keep_archives:
             archive.unlink()

@@ -18,11 +18,11 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import sentencepiece as spm
 
-from conformer_prune.data.librispeech import Utterance
+from conformer_prune.data.librispeech import DataError, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ DEFAULT_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
 
 ModelType = Literal["char", "unigram", "bpe"]
 OovPolicy = Literal["error", "unk", "drop"]
+MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
+OOV_POLICIES: tuple[str, ...] = get_args(OovPolicy)
 
 
 class Tokenizer:
@@ -227,6 +229,11 @@ def out_of_alphabet(text: str, alphabet: str | frozenset[str]) -> set[str]:
     return set(text) - set(alphabet) - {" "}
 
 
+def _lowercase(bad: set[str], alphabet: str | frozenset[str]) -> bool:
+    """Whether the offending characters are lowercase letters whose capitals the alphabet holds."""
+    return any(c.islower() for c in bad) and all(c.upper() in alphabet for c in bad if c.islower())
+
+
 def apply_alphabet_policy(
     utterances: Sequence[Utterance],
     alphabet: str | frozenset[str],
@@ -246,8 +253,8 @@ def apply_alphabet_policy(
     Returns:
         The utterances kept, and a count of each offending character.
     """
-    if policy not in ("error", "unk", "drop"):
-        raise ValueError(f"data.tokenizer.oov_policy must be error, unk or drop, got {policy!r}")
+    if policy not in OOV_POLICIES:
+        raise DataError(f"data.tokenizer.oov_policy must be error, unk or drop, got {policy!r}")
     kept: list[Utterance] = []
     chars: Counter = Counter()
     affected = 0
@@ -258,7 +265,13 @@ def apply_alphabet_policy(
             continue
         if policy == "error":
             trans = utt.path.parent / f"{utt.speaker}-{utt.chapter}.trans.txt"
-            raise ValueError(
+            if _lowercase(bad, alphabet):
+                raise DataError(
+                    f"{trans}: utterance {utt.utt_id} has a lowercase transcript ({utt.text[:40]!r}); LibriSpeech "
+                    "transcripts are uppercase. Fix: uppercase the .trans.txt files of the tree (e.g. "
+                    "`sed -i 's/ .*/\\U&/' <file>`, which keeps the utterance ids)"
+                )
+            raise DataError(
                 f"{trans}: utterance {utt.utt_id} has characters outside the tokenizer alphabet: "
                 f"{''.join(sorted(bad))!r}. Fix: correct the transcript, extend data.tokenizer.alphabet, or set "
                 "data.tokenizer.oov_policy=unk (encode them as <unk>) or =drop (skip such utterances)"
@@ -270,11 +283,12 @@ def apply_alphabet_policy(
     if affected:
         verb = "kept with <unk>" if policy == "unk" else "dropped"
         log.warning(
-            "%s: %d utterances with characters outside the alphabet %s (data.tokenizer.oov_policy=%s): %s",
+            "%s: %d utterances with characters outside the alphabet %s (data.tokenizer.oov_policy=%s): %s%s",
             what,
             affected,
             verb,
             policy,
             dict(chars),
+            " -- the transcripts are lowercase: uppercase them" if _lowercase(set(chars), alphabet) else "",
         )
     return kept, chars

@@ -25,12 +25,16 @@ from conformer_prune.data.corpus import (
     WARP_GRID,
     CorpusConfig,
     corpus_id,
+    corpus_root,
     extract_wordnet_sentences,
     filter_vocabulary,
+    find_corpus,
     generate_corpus,
     load_sentences,
     merge_sentences,
     plan_corpus,
+    read_manifest,
+    regeneration_hint,
     resample_fft,
     resolve_engines,
 )
@@ -173,9 +177,74 @@ def test_corpus_id_follows_the_settings() -> None:
     base = corpus_id(CorpusConfig(**TINY))
     assert base == corpus_id(CorpusConfig(**TINY)) and len(base) == 10
     assert corpus_id(CorpusConfig(**{**TINY, "vocab_top": 1000})) != base
-    assert corpus_id(CorpusConfig(**TINY, engines=("espeak",))) != corpus_id(CorpusConfig(**TINY, engines="auto")) or (
-        resolve_engines("auto") == ["espeak"]
-    )
+    # the id hashes the content: auto resolved to some engines is those engines named
+    versions = {"espeak": "1.52.0"}
+    auto, named = CorpusConfig(**TINY), CorpusConfig(**TINY, engines=("espeak",))
+    assert corpus_id(auto, versions) == corpus_id(named, versions)
+    assert corpus_id(auto, versions) != corpus_id(auto, {"espeak": "1.51"})
+    assert corpus_id(auto, versions) != corpus_id(auto, {**versions, "flite": "2.2"})
+
+
+def _fake_flite(monkeypatch) -> None:
+    """flite "installed" for the resolver (nothing may synthesise with it)."""
+    real = corpus_module.engine_versions
+
+    def versions(engines):
+        engines = list(engines)
+        return {**real([e for e in engines if e != "flite"]), **({"flite": "2.2"} if "flite" in engines else {})}
+
+    monkeypatch.setattr(corpus_module, "flite_available", lambda: True)
+    monkeypatch.setattr(corpus_module, "engine_versions", versions)
+
+
+def test_auto_means_what_it_resolved_to_when_the_corpus_was_made(tiny_corpus: Path, tmp_path: Path, monkeypatch):
+    base = tmp_path / "embedded"
+    auto = CorpusConfig(**TINY)
+    made = base / corpus_id(auto)
+    assert corpus_root(base, auto) == made and find_corpus(base, auto) is None  # nothing made yet
+    shutil.copytree(tiny_corpus.parent, made, ignore=shutil.ignore_patterns(".generate.lock"))
+    assert find_corpus(base, auto) == made
+    manifest = read_manifest(made)
+    assert manifest["settings"]["engines"] == "auto" and list(manifest["engines"]) == resolve_engines("auto")
+
+    _fake_flite(monkeypatch)  # another engine appears
+    assert resolve_engines("auto") == ["espeak", "flite"] and corpus_id(auto) != made.name
+    assert find_corpus(base, auto) == made == corpus_root(base, auto)  # still the corpus auto made
+    named = CorpusConfig(**TINY, engines=("espeak", "flite"))
+    assert corpus_root(base, named) == base / corpus_id(named) != made  # naming the engines asks for another
+
+    # a tree made by an older version (another id formula) is found by its settings too
+    legacy = base / "0123456789"
+    made.rename(legacy)
+    assert find_corpus(base, auto) == legacy
+    assert find_corpus(base, CorpusConfig(**{**TINY, "seed": 1})) is None
+
+
+def test_regeneration_hint_names_the_engines_and_what_is_missing(tiny_corpus: Path, tmp_path: Path, monkeypatch):
+    manifest = read_manifest(tiny_corpus)
+    hint = regeneration_hint(manifest, tmp_path / "x")
+    assert f"python scripts/make_corpus.py root={tmp_path / 'x'} train_minutes=0.3 eval_minutes=0.1" in hint
+    assert "engines=[espeak]" in hint and "auto" not in hint and "cannot be reproduced" not in hint
+    # the command makes the same audio and transcripts (its settings name the engines auto resolved to)
+    args = dict(a.split("=", 1) for a in hint.split("`")[1].split()[2:])
+    config = {**TINY, "engines": ["espeak"]}
+    assert {k: args[k] for k in TINY} == {k: str(v) for k, v in TINY.items()} and args["engines"] == "[espeak]"
+    generate_corpus(CorpusConfig(**config), tmp_path / "x", jobs=1, progress=False)
+
+    def audio_and_text(base: Path) -> str:
+        digest = hashlib.sha256()
+        for path in sorted(p for p in base.rglob("*") if p.suffix in (".flac", ".txt") and p.name[0].isdigit()):
+            digest.update(str(path.relative_to(base)).encode() + path.read_bytes())
+        return digest.hexdigest()
+
+    assert audio_and_text(tmp_path / "x" / "LibriSpeech") == audio_and_text(tiny_corpus)
+
+    with_flite = {**manifest, "engines": {**manifest["engines"], "flite": "2.2"}}
+    monkeypatch.setattr(corpus_module.shutil, "which", lambda name: None)
+    hint = regeneration_hint(with_flite, tmp_path / "y")
+    assert "engines=[espeak,flite]" in hint and "cannot be reproduced here: flite is not installed" in hint
+    older = {**manifest, "engines": {"espeak": "1.40"}}
+    assert "made with espeak 1.40 (here 1.52" in regeneration_hint(older, tmp_path / "z")
 
 
 def test_config_errors_name_the_key(monkeypatch) -> None:

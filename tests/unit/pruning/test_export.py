@@ -11,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conformer_prune.dropout import NoDropout, UnitDropout
-from conformer_prune.export import ExportVerificationError, compacted_net_config, export_checkpoint
+from conformer_prune.export import (
+    ExportVerificationError,
+    VerificationDataError,
+    compacted_net_config,
+    export_checkpoint,
+)
 from conformer_prune.inference import build_net, instantiate_node, load_model
 from conformer_prune.models.transducer import TransducerModel
 from conformer_prune.pruning.compact import compact_copy, count_params, encoder_of, kept_units
@@ -102,7 +107,12 @@ def test_instantiate_node_builds_partials_and_refuses_foreign_targets() -> None:
 def test_export_writes_a_smaller_verified_model_and_its_report(tmp_path, tokenizer) -> None:
     ckpt, net = pruned_checkpoint(tmp_path, tokenizer)
     out = tmp_path / "export"
-    report = export_checkpoint(ckpt, out)
+    with pytest.raises(
+        VerificationDataError, match=r"last\.ckpt: cannot verify the export on real utterances.*allow_generated=true"
+    ):
+        export_checkpoint(ckpt, out)  # no data recorded, no run config: refused, not verified on noise
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".export.tmp")]
+    report = export_checkpoint(ckpt, out, allow_generated=True)
 
     assert sorted(p.name for p in out.iterdir()) == [
         "config.yaml",
@@ -139,7 +149,7 @@ def test_corrupt_checkpoint_names_the_file_and_writes_nothing(tmp_path, tokenize
     ckpt, _ = pruned_checkpoint(tmp_path, tokenizer)
     damage(ckpt)
     with pytest.raises(ValueError, match=message) as err:
-        export_checkpoint(ckpt, tmp_path / "export")
+        export_checkpoint(ckpt, tmp_path / "export", allow_generated=True)
     assert str(ckpt) in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
@@ -149,11 +159,11 @@ def test_mismatched_checkpoint_names_the_file_and_writes_nothing(tmp_path, token
     wrong = net_config("ctc", tokenizer.vocab_size, d_ff=32)  # weights are for d_ff=24
     save_checkpoint(ckpt, net, wrong, tokenizer)
     with pytest.raises(ValueError, match="do not match hyper_parameters.net_config") as err:
-        export_checkpoint(ckpt, tmp_path / "export")
+        export_checkpoint(ckpt, tmp_path / "export", allow_generated=True)
     assert str(ckpt) in str(err.value) and "size mismatch" in str(err.value)
     save_checkpoint(ckpt, net, net_config("ctc", tokenizer.vocab_size + 1), tokenizer)
     with pytest.raises(ValueError, match=str(ckpt)):
-        export_checkpoint(ckpt, tmp_path / "export")
+        export_checkpoint(ckpt, tmp_path / "export", allow_generated=True)
     assert not (tmp_path / "export").exists()
 
 
@@ -168,7 +178,7 @@ def test_failed_verification_refuses_and_writes_nothing(tmp_path, tokenizer, mon
 
     monkeypatch.setattr("conformer_prune.export.compact_copy", broken_compact_copy)
     with pytest.raises(ExportVerificationError, match="atol|transcripts differ"):
-        export_checkpoint(ckpt, tmp_path / "export")
+        export_checkpoint(ckpt, tmp_path / "export", allow_generated=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
@@ -178,15 +188,15 @@ def test_non_empty_out_dir_needs_overwrite(tmp_path, tokenizer) -> None:
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="overwrite=true"):
-        export_checkpoint(ckpt, out)
+        export_checkpoint(ckpt, out, allow_generated=True)
     assert (out / "keep.txt").read_text() == "mine"
-    export_checkpoint(ckpt, out, overwrite=True)
+    export_checkpoint(ckpt, out, allow_generated=True, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
 
 
 def test_model_without_adaptive_dropout_exports_dense_with_a_note(tmp_path, tokenizer) -> None:
     ckpt, net = pruned_checkpoint(tmp_path, tokenizer, site=STANDARD)
-    report = export_checkpoint(ckpt, tmp_path / "export")
+    report = export_checkpoint(ckpt, tmp_path / "export", allow_generated=True)
     assert any("without adaptive dropout" in n and "StandardDropout x10" in n for n in report["notes"])
     assert report["params_after"] == report["params_before"] == count_params(net)
     assert all(k == t for pairs in report["kept"].values() for k, t in pairs)
@@ -196,11 +206,12 @@ def test_model_without_adaptive_dropout_exports_dense_with_a_note(tmp_path, toke
 
 def test_threshold_overrides_the_trained_one(tmp_path, tokenizer) -> None:
     ckpt, _ = pruned_checkpoint(tmp_path, tokenizer)
-    report = export_checkpoint(ckpt, tmp_path / "all", threshold=0.0)  # every σ(β) >= 0: nothing pruned
+    # every σ(β) >= 0: nothing pruned
+    report = export_checkpoint(ckpt, tmp_path / "all", allow_generated=True, threshold=0.0)
     assert report["threshold"] == 0.0 and report["params_after"] == report["params_before"] - report["strategy_params"]
     assert any("no unit has a retention probability below" in n for n in report["notes"])
     with pytest.raises(ValueError, match="threshold must be in"):
-        export_checkpoint(ckpt, tmp_path / "bad", threshold=1.5)
+        export_checkpoint(ckpt, tmp_path / "bad", allow_generated=True, threshold=1.5)
 
 
 def test_verification_rebuilds_the_runs_data_module_from_its_hydra_config(tmp_path, tokenizer) -> None:
