@@ -3,12 +3,14 @@
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from conformer_prune.console import entry_point
 from conformer_prune.data.librispeech import prepare_from_config
 
 
 @hydra.main(config_path="../conf", config_name="prepare_librispeech", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    prepare_from_config(OmegaConf.to_container(cfg, resolve=True))
+    with entry_point():
+        prepare_from_config(OmegaConf.to_container(cfg, resolve=True))
 
 
 if __name__ == "__main__":

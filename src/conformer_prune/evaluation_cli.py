@@ -30,11 +30,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.table import Table
 from torch import nn
 
 from conformer_prune.evaluate import evaluate_net, flatten_results
 from conformer_prune.pruning.compact import count_params, encoder_of
+from conformer_prune.run_summary import evaluate_summary, print_summary, results_table  # noqa: F401 (re-export)
 
 log = logging.getLogger(__name__)
 
@@ -237,29 +237,6 @@ def write_hypotheses(per_subset: dict[str, dict], out_dir: Path) -> list[Path]:
     return written
 
 
-def results_table(results: dict) -> Table:
-    """A rich table: one row per subset and decoder."""
-    table = Table(title=f"{results['model']} {results['model_path']} ({results['decoding']} decoding)")
-    for column in ("subset", "utts", "words", "decoder", "WER %", "CER %", "RTF"):
-        table.add_column(column, justify="left" if column in ("subset", "decoder") else "right")
-    for subset, entry in results["per_subset"].items():
-        for decoder in ("greedy", "default"):
-            label = results["decoding"] if decoder == "default" else "greedy"
-            if decoder not in entry or (decoder == "default" and label == "greedy"):
-                continue  # a greedy default is the greedy row
-            numbers = entry[decoder]
-            table.add_row(
-                subset,
-                str(entry["utterances"]),
-                str(entry["words"]),
-                label,
-                f"{100 * numbers['wer']:.2f}",
-                f"{100 * numbers['cer']:.2f}",
-                f"{numbers['rtf']:.4f}",
-            )
-    return table
-
-
 def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     """Evaluate ``cfg.model_path`` on ``cfg.data.eval_subsets``; writes and returns ``results.json``'s content."""
     if cfg.get("threads"):
@@ -301,7 +278,5 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     if hypothesis_files:
         results["hypotheses"] = [str(f) for f in hypothesis_files]
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    console = console or Console()
-    console.print(results_table(results))
-    log.info("results: %s", out_dir / "results.json")
+    print_summary(evaluate_summary(results, out_dir), console)
     return results

@@ -591,6 +591,50 @@ class LibriSpeechDataModule(L.LightningDataModule):
         """Subsets present under the data root."""
         return available_subsets(self.data_root)
 
+    def check(self, eval_subsets: str | Sequence[str] | None = None) -> None:
+        """Cheap checks before a run writes anything (no audio is read): the tokenizer settings, the data
+        root, and every configured subset on disk (train, dev, test and the evaluated ones: ``eval_subsets``
+        when given, as ``train.yaml``'s ``eval_subsets`` overrides the data config's). An embedded corpus
+        that is not generated yet is checked against the subsets it will hold.
+
+        Raises:
+            ValueError: names the key (``data.tokenizer.*``, ``data.root``, ``data.<split>_subsets``,
+                ``eval_subsets``) and the fix.
+        """
+        from typing import get_args
+
+        from conformer_prune.data.corpus import CORPUS_SUBSETS
+        from conformer_prune.data.tokenizer import ModelType
+
+        model_type = self.tokenizer_cfg["model_type"]
+        if model_type not in get_args(ModelType):
+            raise ValueError(
+                f"data.tokenizer.model_type must be one of {list(get_args(ModelType))}, got {model_type!r}"
+            )
+        apply_alphabet_policy([], self.tokenizer_cfg["alphabet"], self.tokenizer_cfg["oov_policy"])  # the policy name
+        if not self.train_subsets:
+            raise ValueError("data.train_subsets is empty: name the subsets to train on")
+        wanted = {
+            "data.train_subsets": expand_subsets(self.train_subsets),
+            "data.dev_subsets": expand_subsets(self.dev_subsets),
+            "data.test_subsets": expand_subsets(self.test_subsets),
+            "eval_subsets" if eval_subsets else "data.eval_subsets": (
+                expand_subsets(_subset_list(eval_subsets, "eval_subsets")) if eval_subsets else self.eval_subsets()
+            ),
+        }
+        if self.corpus_config is not None and read_manifest(self.data_root) is None:
+            available, where, fix = list(CORPUS_SUBSETS), "the embedded corpus", "pick from those"
+        else:
+            where = str(find_corpus_root(self.data_root))  # names data.root when it does not exist
+            available = available_subsets(where)
+            fix = "pick from those, or download them with scripts/prepare_librispeech.py subsets=[...]"
+        for key, names in wanted.items():
+            missing = [name for name in names if name not in available]
+            if missing:
+                raise ValueError(
+                    f"{key}: subset(s) {missing} not found in {where}; available: {available or 'none'}. Fix: {fix}"
+                )
+
     # -- resume ---------------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = getattr(self, "trainer", None)
