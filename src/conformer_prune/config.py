@@ -419,6 +419,7 @@ def check_resume_checkpoint(cfg: DictConfig) -> None:
     ours = _flat(OmegaConf.to_container(net_cfg, resolve=True))
     theirs = _flat(saved)
     differing = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
+    differing.sort(key=lambda k: "dropout" in k)  # sizes first: they are what the weights disagree on
     shown = "; ".join(f"model.net.{k}: checkpoint {theirs.get(k)!r}, configured {ours.get(k)!r}" for k in differing[:4])
     more = f" (+{len(differing) - 4} more)" if len(differing) > 4 else ""
     raise ConfigError(
@@ -446,24 +447,37 @@ def validate_files(cfg: DictConfig, run_dir: Path | None = None) -> None:
 
 def validate_export(cfg: DictConfig) -> None:
     """``scripts/export.py``: the checkpoint is readable and ``out_dir`` may be written (before any output)."""
-    check_types(cfg, roots=[])
     from conformer_prune.export import check_export_args, read_checkpoint
 
     out_dir = OmegaConf.select(cfg, "out_dir", throw_on_resolution_failure=False)
-    _check(
-        "threshold / atol / verify_batches / out_dir",
-        lambda: check_export_args(
+    for key, kind in (("threshold", float), ("atol", float), ("verify_batches", int)):
+        _number(cfg, key, kind, optional=key == "threshold")
+    try:  # the messages name out_dir, threshold, atol or verify_batches
+        check_export_args(
             None if out_dir is None else Path(str(out_dir)),
             bool(cfg.get("overwrite", False)),
             cfg.get("threshold"),
             cfg.get("atol", 1e-4),
             cfg.get("verify_batches", 1),
-        ),
-    )
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     try:
         read_checkpoint(Path(str(cfg.ckpt_path)).expanduser())
     except ValueError as err:
         raise ConfigError(f"`ckpt_path`: {err}") from err
+
+
+def validate_evaluate(cfg: DictConfig) -> None:
+    """``scripts/evaluate.py``: ``model_path`` points at a checkpoint, an export or a run (before any output)."""
+    from conformer_prune.evaluation_cli import locate_model
+
+    for key in ("max_batches", "threads"):
+        _number(cfg, key, int, low=1)
+    try:
+        locate_model(cfg.get("model_path"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _run_dir(config: DictConfig) -> Path | None:
@@ -478,21 +492,23 @@ class ValidateConfig(Callback):
 
     Args:
         mode: ``train`` (:func:`validate`, then :func:`validate_files` and the run directory), ``config``
-            (:func:`validate` only: ``scripts/summarize.py`` needs no data), or ``export``
-            (:func:`validate_export`).
+            (:func:`validate` only: ``scripts/summarize.py`` needs no data), ``export``
+            (:func:`validate_export`) or ``evaluate`` (:func:`validate_evaluate`).
     """
 
-    def __init__(self, mode: Literal["train", "config", "export"] = "train") -> None:
-        if mode not in ("train", "config", "export"):
-            raise ValueError(f"hydra.callbacks.validate_config.mode must be train, config or export, got {mode!r}")
+    MODES = ("train", "config", "export", "evaluate")
+
+    def __init__(self, mode: Literal["train", "config", "export", "evaluate"] = "train") -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"hydra.callbacks.validate_config.mode must be one of {self.MODES}, got {mode!r}")
         self.mode = mode
 
     def _validate(self, config: DictConfig, run_dir: Path | None) -> None:
         if not HydraConfig.initialized():
             HydraConfig.instance().set_config(config)
         try:
-            if self.mode == "export":
-                validate_export(config)
+            if self.mode in ("export", "evaluate"):
+                (validate_export if self.mode == "export" else validate_evaluate)(config)
                 return
             validate(config)
             if self.mode == "train":

@@ -122,8 +122,8 @@ def _from_export(export_dir: Path) -> ModelSource:
     )
 
 
-def load_source(model_path: str | Path) -> ModelSource:
-    """Load ``model_path`` (checkpoint file, export directory or run directory) for evaluation.
+def locate_model(model_path: str | Path | None) -> tuple[str, Path]:
+    """What ``model_path`` points at, without loading it: ``("checkpoint", file)`` or ``("export", dir)``.
 
     Raises:
         ValueError: nothing usable at ``model_path``; the message says what to pass.
@@ -132,20 +132,30 @@ def load_source(model_path: str | Path) -> ModelSource:
         raise ValueError("model_path is required: a <run>/checkpoints/*.ckpt file, an export dir or a run dir")
     path = Path(str(model_path)).expanduser()
     if path.is_file():
-        return _from_checkpoint(path)
+        return "checkpoint", path
     if path.is_dir():
         if (path / "config.yaml").is_file():
-            return _from_export(path)
+            return "export", path
         if (path / "export" / "config.yaml").is_file():
-            return _from_export(path / "export")
+            return "export", path / "export"
         if (path / "checkpoints").is_dir():
             from conformer_prune.baselines import resolve_checkpoint
 
-            return _from_checkpoint(resolve_checkpoint(path, key="model_path"))
+            return "checkpoint", resolve_checkpoint(path, key="model_path")
     raise ValueError(
         f"model_path={model_path}: no checkpoint, export directory or run directory there (pass "
         "<run>/checkpoints/<best>.ckpt, <run>/export, or the run directory)"
     )
+
+
+def load_source(model_path: str | Path) -> ModelSource:
+    """Load ``model_path`` (checkpoint file, export directory or run directory) for evaluation.
+
+    Raises:
+        ValueError: nothing usable at ``model_path``; the message says what to pass.
+    """
+    kind, path = locate_model(model_path)
+    return _from_checkpoint(path) if kind == "checkpoint" else _from_export(path)
 
 
 # -- data and decoders -----------------------------------------------------------------------------

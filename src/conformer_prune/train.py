@@ -61,11 +61,17 @@ def check_eval_subsets(datamodule: Any, subsets: list[str]) -> None:
         UserError: a subset is empty (e.g. every entry skipped as malformed); names it and the fix.
     """
     for subset in subsets:
-        if len(datamodule.eval_dataloader(subset).dataset) == 0:
+        try:
+            usable = len(datamodule.eval_dataloader(subset).dataset)
+            problem = "it has no usable utterances"
+        except ValueError as err:  # e.g. the batch sampler refuses an empty subset
+            usable, problem = 0, str(err)
+        if not usable:
+            skipped = datamodule.corpus_description().get("skipped") or "none"
             raise UserError(
-                f"eval_subsets: subset {subset!r} under {datamodule.data_root} has no usable utterances (skipped "
-                f"entries: {datamodule.corpus_description().get('skipped') or 'none'}), so it cannot be evaluated "
-                "after training. Fix: repair the subset, or leave it out of eval_subsets / data.eval_subsets"
+                f"eval_subsets: subset {subset!r} under {datamodule.data_root} cannot be evaluated after training: "
+                f"{problem} (entries skipped as malformed: {skipped}). Fix: repair the subset, or leave it out of "
+                "eval_subsets / data.eval_subsets"
             )
 
 
