@@ -188,6 +188,8 @@ class StandInData:
 
 
 # -- running scripts as a user would, many at a time ----------------------------------------------------
+TINY_TRAIN = ("scripts/train.py", "debug=fast", "model/encoder=tiny", "threads=1", "logger=csv")
+"""A few steps of the tiny model on the embedded corpus (train -> evaluate -> export)."""
 SCRIPT_PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "rich", "conformer_prune.config", "conformer_prune.train",
                   "conformer_prune.export", "conformer_prune.evaluation_cli", "conformer_prune.console"]  # fmt: skip
 

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY_TRAIN as TRAIN
 from tests.helpers import run_scripts
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = ("scripts/train.py", "debug=fast", "model/encoder=tiny", "threads=1", "logger=csv")
+
 TRAIN_TINY_TREE = (
     "data=librispeech",
     "data.root={broken}",
@@ -152,17 +151,6 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A finished 4-step tiny run on the embedded corpus: checkpoints, results.json and export/."""
-    run_dir = tmp_path_factory.mktemp("finished")
-    argv = [*TRAIN, "eval_subsets=[dev-clean]", "eval_max_batches=1", f"hydra.run.dir={run_dir}"]
-    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (run_dir / "results.json").is_file() and (run_dir / "export" / "config.yaml").is_file()
-    return run_dir
-
-
 def _command(case: Case, paths: dict[str, str]) -> tuple[list[str], dict[str, str | None], Path]:
     argv = [arg.format(**paths) for arg in case.argv]
     run_dir = Path(paths["tmp"]) / "runs" / case.name
@@ -173,10 +161,11 @@ def _command(case: Case, paths: dict[str, str]) -> tuple[list[str], dict[str, st
 
 
 @pytest.fixture(scope="module")
-def battery(finished_run: Path, tiny_librispeech: Path, tmp_path_factory) -> dict[str, dict]:
+def battery(finished_tiny_run, tiny_librispeech: Path, tmp_path_factory) -> dict[str, dict]:
     """Run every case (two at a time); returns case name -> ``rc``, ``stderr``, ``run_dir``; checks that
     the finished run is unchanged afterwards (``battery["_lost"]``: the files that changed)."""
     tmp = tmp_path_factory.mktemp("battery")
+    finished_run = finished_tiny_run.run_dir
     ckpt = finished_run / "checkpoints" / "last.ckpt"
     corrupt = tmp / "corrupt.ckpt"
     corrupt.write_bytes(ckpt.read_bytes()[:100])
