@@ -29,8 +29,15 @@ log = logging.getLogger(__name__)
 
 
 class _StepsPerSecond(ProcessingSpeedColumn):
+    """The training task's rate in steps/s (validation batches stay it/s)."""
+
+    def __init__(self, bar: StepProgressBar, style: Any) -> None:
+        super().__init__(style)
+        self.bar = bar
+
     def render(self, task: Any) -> Text:
-        return Text(f"{task.speed or 0.0:.2f} steps/s", style=self.style)
+        unit = "steps/s" if task.id == self.bar.train_progress_bar_id else "it/s"
+        return Text(f"{task.speed or 0.0:.2f} {unit}", style=self.style)
 
 
 def format_eta(seconds: float | None) -> str:
@@ -52,11 +59,11 @@ class StepProgressBar(RichProgressBar):
         return max_steps if max_steps and max_steps > 0 else float("inf")
 
     def _get_train_description(self, current_epoch: int) -> str:
-        return "step"
+        return f"{'step':{len(self.validation_description)}}"  # as wide as "Validation": no jump when it shows
 
     def configure_columns(self, trainer: L.Trainer) -> list:
         columns = super().configure_columns(trainer)
-        return [_StepsPerSecond(style=c.style) if isinstance(c, ProcessingSpeedColumn) else c for c in columns]
+        return [_StepsPerSecond(self, style=c.style) if isinstance(c, ProcessingSpeedColumn) else c for c in columns]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
