@@ -36,7 +36,10 @@ class _StepsPerSecond(ProcessingSpeedColumn):
         self.bar = bar
 
     def render(self, task: Any) -> Text:
-        unit = "steps/s" if task.id == self.bar.train_progress_bar_id else "it/s"
+        train = task.id == self.bar.train_progress_bar_id or (
+            self.bar.train_progress_bar_id is None and "Validation" not in task.description  # its first frame
+        )
+        unit = "steps/s" if train else "it/s"
         return Text(f"{task.speed or 0.0:.2f} {unit}", style=self.style)
 
 
@@ -174,6 +177,6 @@ class ModelSummary(RichModelSummary):
         console.print(table)
         frozen = total_parameters - trainable_parameters
         console.print(
-            f"[bold]params[/]: {get_human_readable_count(int(trainable_parameters))} trainable, "
-            f"{get_human_readable_count(int(frozen))} frozen ({model_size:.2f} MB)"
+            f"[bold]params[/]: {get_human_readable_count(int(trainable_parameters)).strip()} trainable, "
+            f"{get_human_readable_count(int(frozen)).strip()} frozen ({model_size:.2f} MB)"
         )
