@@ -95,6 +95,15 @@ def test_unknown_key_and_unknown_option_fail_while_composing(tmp_path) -> None:
         ("pruning.target.start_frac=0.9", "pruning.target"),
         ("trainer.max_steps=0", "trainer.max_steps"),
         ("model.optimizer.lr=-1", "model.optimizer"),
+        ("trainer.max_steps=abc", "trainer.max_steps"),
+        ("pruning.alpha=abc", "pruning.alpha"),  # named as written, not as the model.alpha it feeds
+        ("trainer.val_check_interval=0", "trainer.val_check_interval"),
+        ("trainer.val_check_interval=2000", "trainer.val_check_interval"),  # after the 1500-step budget
+        ("trainer.precision=17", "trainer.precision"),
+        ("decoding=transducer", "decoding.greedy"),
+        ("eval_checkpoint=middle", "eval_checkpoint"),
+        ("callbacks=none", "export"),
+        ("+callbacks.sparsity_monitor.every_n_step=3", "callbacks.sparsity_monitor.every_n_step"),
     ],
 )
 def test_invalid_values_name_their_key(override: str, key: str, tmp_path) -> None:
