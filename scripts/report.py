@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from conformer_prune.console import entry_point
+from conformer_prune.entry import entry_point
 from conformer_prune.report import report
 
 

@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 import conformer_prune.baselines  # noqa: F401  (registers the cp.* resolvers of the baseline experiments)
-from conformer_prune.console import entry_point
+from conformer_prune.entry import entry_point
 from conformer_prune.train import train
 
 

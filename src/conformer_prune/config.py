@@ -437,7 +437,10 @@ def validate_files(cfg: DictConfig, run_dir: Path | None = None) -> None:
         datamodule = _check("data", lambda: instantiate(cfg.data))
         check = getattr(datamodule, "check", None)
         if callable(check):
-            _check("data", lambda: check(eval_subsets=cfg.get("eval_subsets")))
+            try:
+                check(eval_subsets=cfg.get("eval_subsets"))
+            except ValueError as err:  # the data module's messages name their keys (data.root, data.*_subsets)
+                raise ConfigError(str(err)) from err
     check_resume_checkpoint(cfg)
     if run_dir is not None:
         from conformer_prune.rundir import check_run_dir

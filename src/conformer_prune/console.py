@@ -1,5 +1,5 @@
-"""What the entry points print: known-harmless third-party noise filtered by name, C-level chatter
-silenced, and :func:`entry_point`, the context every ``scripts/*.py`` runs its function in.
+"""What the entry points print: known-harmless third-party noise filtered by name (installed by
+:func:`conformer_prune.entry.entry_point`) and C-level chatter silenced (:func:`quiet_fds`).
 
 Each filter names what it drops and why it is harmless; nothing is filtered by category or module
 wholesale, so a new warning from the same library still shows.
@@ -15,8 +15,6 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-
-from conformer_prune.errors import exit_on_user_error
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +97,3 @@ def quiet_fds(drop: Sequence[str] = LM_LOADER_CHATTER) -> Iterator[None]:
             if kept.strip():
                 sys.stderr.write(kept)
                 sys.stderr.flush()
-
-
-@contextlib.contextmanager
-def entry_point() -> Iterator[None]:
-    """What every ``scripts/*.py`` runs its function in: :func:`quiet_third_party`, then the user-error
-    boundary (:func:`~conformer_prune.errors.exit_on_user_error`)."""
-    quiet_third_party()
-    with exit_on_user_error():
-        yield

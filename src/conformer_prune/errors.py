@@ -1,30 +1,30 @@
-"""User errors, and the one place that turns them into a message and an exit status.
+"""User errors: what they are, and how they read.
 
 A *user error* is a bad config value, data file or checkpoint: a :class:`UserError`, or a
 ``ValueError`` raised by this package's own code (the house style raises ``ValueError`` naming the
 key or file and the fix, and keeps ``assert`` for internal invariants). Hydra's ``instantiate`` wraps
 what a constructor raises in an ``InstantiationException``; the error inside counts.
 
-At an entry point, :func:`exit_on_user_error` prints a user error as one paragraph on stderr
-(``Error: <what, where, the fix>``), writes it to the run's log file, and exits with status 1 without
-a traceback. ``HYDRA_FULL_ERROR=1`` re-raises it with its traceback. Anything else (an internal bug,
-a ``ValueError`` raised inside a third-party library) keeps its traceback.
+:func:`format_user_error` makes the one paragraph the entry points print (``Error: <what, where, the
+fix>``); the boundary that prints it, with exit status 1 and no traceback, is
+:func:`conformer_prune.entry.entry_point` (and, before the run directory exists, the config validator).
+``HYDRA_FULL_ERROR=1`` shows the traceback instead. Anything else (an internal bug, a ``ValueError``
+raised inside a third-party library) keeps its traceback.
+
+No Hydra import at module level: library code (down to :func:`conformer_prune.load_model`) imports this.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
-EXIT_USER_ERROR = 1
 
 
 class UserError(ValueError):
@@ -76,11 +76,21 @@ def log_to_files(text: str, level: int = logging.INFO, name: str = __name__) -> 
             handler.handle(record)
 
 
+FULL_ERROR_HINT = f"Set the environment variable {FULL_ERROR_ENV}=1 for a complete stack trace."
+"""What follows the message (Hydra's own wording, so every error of an entry point ends the same way)."""
+
+
+def format_user_error(err: BaseException) -> str:
+    """``Error: <message>`` as one paragraph."""
+    return f"Error: {one_paragraph(str(err))}"
+
+
 def report_user_error(err: BaseException) -> str:
-    """Print ``err`` as ``Error: ...`` on stderr and into the log files; returns the text printed."""
-    text = f"Error: {one_paragraph(str(err))}"
+    """Print ``err`` as ``Error: ...`` (then :data:`FULL_ERROR_HINT`) on stderr and into the log files;
+    returns the message. For code that ends the process itself (the config validator)."""
+    text = format_user_error(err)
     log_to_files(text, logging.ERROR)
-    sys.stderr.write(f"{text}\n({FULL_ERROR_ENV}=1 shows the traceback)\n")
+    sys.stderr.write(f"{text}\n\n{FULL_ERROR_HINT}\n")
     sys.stderr.flush()
     return text
 
@@ -88,16 +98,3 @@ def report_user_error(err: BaseException) -> str:
 def full_error() -> bool:
     """Whether the user asked for tracebacks (``HYDRA_FULL_ERROR=1``, as Hydra reads it)."""
     return os.environ.get(FULL_ERROR_ENV) == "1"
-
-
-@contextlib.contextmanager
-def exit_on_user_error() -> Iterator[None]:
-    """Turn a user error raised inside into a one-paragraph message and exit status 1 (see module doc)."""
-    try:
-        yield
-    except Exception as err:
-        found = user_error(err)
-        if found is None or full_error():
-            raise
-        report_user_error(found)
-        raise SystemExit(EXIT_USER_ERROR) from None

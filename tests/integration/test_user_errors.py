@@ -193,7 +193,7 @@ def battery(finished_tiny_run, tiny_librispeech: Path, tmp_path_factory) -> dict
     return results
 
 
-ERROR_BLOCK = re.compile(r"^Error: .*?(?=^\(HYDRA_FULL_ERROR=1 shows the traceback\)$)", re.S | re.M)
+ERROR_BLOCK = re.compile(r"^Error: .*?(?=\n\nSet the environment variable HYDRA_FULL_ERROR=1)", re.S | re.M)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

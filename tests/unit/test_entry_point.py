@@ -9,8 +9,9 @@ import warnings
 import pytest
 from hydra.errors import InstantiationException
 
-from conformer_prune.console import KNOWN_LOG_LINES, LIGHTNING_LOGGERS, entry_point, quiet_fds, quiet_third_party
-from conformer_prune.errors import UserError, exit_on_user_error, log_to_files, user_error
+from conformer_prune.console import KNOWN_LOG_LINES, LIGHTNING_LOGGERS, quiet_fds, quiet_third_party
+from conformer_prune.entry import UserErrorReport, entry_point, exit_on_user_error
+from conformer_prune.errors import UserError, log_to_files, user_error
 
 
 def _package_value_error() -> ValueError:
@@ -43,14 +44,16 @@ def test_our_value_errors_and_user_errors_are_user_errors_others_are_not() -> No
         assert user_error(wrapped) is ours  # Hydra's instantiate wrapper is looked through
 
 
-def test_a_user_error_exits_1_with_one_paragraph_and_no_traceback(capsys, monkeypatch) -> None:
+def test_a_user_error_becomes_one_paragraph_for_hydra_to_print_without_traceback(monkeypatch) -> None:
+    from hydra.errors import CompactHydraException
+
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with pytest.raises(SystemExit) as done, exit_on_user_error():
-        raise UserError("data.root=/x does not exist.\n\nFix: set data.root")
-    assert done.value.code == 1
-    err = capsys.readouterr().err
-    assert err.startswith("Error: data.root=/x does not exist.\nFix: set data.root\n")  # blank line dropped
-    assert "Traceback" not in err
+    cause = UserError("data.root=/x does not exist.\n\nFix: set data.root")
+    with pytest.raises(UserErrorReport) as done, exit_on_user_error():
+        raise cause
+    assert str(done.value) == "Error: data.root=/x does not exist.\nFix: set data.root"  # blank line dropped
+    assert done.value.__cause__ is cause
+    assert isinstance(done.value, CompactHydraException)  # Hydra prints these as the message alone, exit 1
 
 
 def test_full_error_and_internal_errors_keep_the_exception(monkeypatch) -> None:
@@ -69,7 +72,7 @@ def test_the_error_also_goes_to_the_log_file(tmp_path, monkeypatch, capsys) -> N
     handler = logging.FileHandler(tmp_path / "train.log")
     logging.getLogger().addHandler(handler)
     try:
-        with pytest.raises(SystemExit), exit_on_user_error():
+        with pytest.raises(UserErrorReport), exit_on_user_error():
             raise UserError("trainer.max_steps must be > 0")
         log_to_files("a file-only line")
     finally:
@@ -115,8 +118,8 @@ def test_quiet_fds_drops_the_lm_loaders_chatter_only(capfd) -> None:
     assert "Loading the LM" in capfd.readouterr().err  # on failure nothing is hidden
 
 
-def test_entry_point_installs_the_filters_and_the_boundary(monkeypatch, capsys) -> None:
+def test_entry_point_installs_the_filters_and_the_boundary(monkeypatch) -> None:
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with warnings.catch_warnings(), pytest.raises(SystemExit), entry_point():
+    expected = pytest.raises(UserErrorReport, match="^Error: eval_checkpoint='middle'")
+    with warnings.catch_warnings(), expected, entry_point():
         raise UserError("eval_checkpoint='middle' must be one of last, best")
-    assert "Error: eval_checkpoint='middle'" in capsys.readouterr().err
