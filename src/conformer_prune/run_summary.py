@@ -92,12 +92,13 @@ def _commands(commands: list[str]) -> Text:
     return text
 
 
-def _model_rows(results: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _model_rows(results: Mapping[str, Any], dense: str = " dense") -> list[tuple[str, str]]:
+    """Parameters, MACs and units pruned; ``dense`` labels ``params.total`` (the trained, masked model)."""
     params = results.get("params") or {}
     rows = []
     total, compacted = params.get("total"), params.get("compacted_total")
     if total is not None:
-        text = f"{total:,} dense"
+        text = f"{total:,}{dense}"
         if compacted is not None:
             text += f" -> {compacted:,} compacted ({_change(total, compacted)})"
         rows.append(("parameters", text))
@@ -120,13 +121,14 @@ def _tensorboard_dir(run_dir: Path) -> Path | None:
 
 def _example_audio(results: Mapping[str, Any]) -> str:
     """A real test utterance for the transcribe command, if the corpus root is at hand."""
-    root = (results.get("corpus") or {}).get("root")
     subsets = list(results.get("per_subset") or {})
-    if root:
-        for subset in reversed(subsets):  # test subsets come last
-            found = next(iter(sorted((Path(root) / subset).glob("*/*/*.flac"))), None)
-            if found is not None:
-                return _relative(found)
+    roots = [(results.get("corpus") or {}).get("root"), results.get("data_root")]
+    for root in (Path(r) for r in roots if r):
+        for base in (root, root / "LibriSpeech"):
+            for subset in reversed(subsets):  # test subsets come last
+                found = next(iter(sorted((base / subset).glob("*/*/*.flac"))), None)
+                if found is not None:
+                    return _relative(found)
     return "<file.flac>"
 
 
@@ -171,7 +173,7 @@ def train_summary(results: Mapping[str, Any], run_dir: str | Path) -> Renderable
 def evaluate_summary(results: Mapping[str, Any], out_dir: str | Path) -> RenderableType:
     """The summary of ``scripts/evaluate.py``: the per-subset table, the model, where the results are."""
     rows = [("model", f"{results.get('model')} {_relative(results.get('model_path', ''))}")]
-    rows += _model_rows(results)
+    rows += _model_rows(results, dense="")
     rows.append(("data", _relative(results.get("data_root", ""))))
     rows.append(("results", _relative(Path(out_dir) / "results.json")))
     python = _python()
