@@ -27,6 +27,7 @@ KNOWN_WARNINGS: tuple[tuple[str, str], ...] = (
 KNOWN_LOG_LINES: tuple[tuple[str, str], ...] = (
     (r"💡 Tip: For seamless cloud logging", "Lightning's LitLogger advertisement"),
     (r"Trainer already configured with model summary callbacks", "our callbacks bring their own model summary"),
+    (r"TPU available: False, using: 0 TPU cores", "no TPU: nothing to act on (GPU availability is still shown)"),
 )
 """``(message regex, what it is)`` of Lightning info lines dropped at the entry points."""
 
