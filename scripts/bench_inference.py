@@ -1,37 +1,42 @@
 """Dense vs compacted inference speed on CPU, next to the MAC ratio (the bound for removing those weights).
 
-Two ways to get the pair of models:
+Hydra ``key=value`` arguments like the other scripts (``conf/bench_inference.yaml``). Two ways to get
+the pair of models:
 
 * an export and its training checkpoint: the masked (dense) model comes from the checkpoint, the
   compacted one from the export directory::
 
-      python scripts/bench_inference.py --export outputs/train/runs/<run>/export \\
-          --ckpt outputs/train/runs/<run>/checkpoints/<best>.ckpt
+      python scripts/bench_inference.py export=outputs/train/runs/<run>/export \\
+          ckpt=outputs/train/runs/<run>/checkpoints/<best>.ckpt
 
 * synthetic, no trained model needed: random weights, an encoder preset of ``conf/model/encoder``, and
-  a random keep pattern per site keeping a given fraction of its units (``--keep 0.5`` everywhere, or
-  ``--keep ffn=0.4,query=0.5,value=0.6,conv=0.5``)::
+  a random keep pattern per site keeping a given fraction of its units (``keep=0.5`` everywhere, or
+  ``'keep={ffn: 0.4, query: 0.5, value: 0.6, conv: 0.5}'``)::
 
-      python scripts/bench_inference.py --synthetic --preset quickstart --keep 0.5
+      python scripts/bench_inference.py synthetic=true preset=quickstart keep=0.5
 
-Both models run the same random features (``--batch`` utterances of ``--seconds``) in the same process
-with ``--threads`` intra-op threads, alternating, after warm-up; each figure is the median of
-``--runs`` timings. The real-time factor is seconds of compute per second of audio. The last line is
-``speedup=<dense / compacted time> flop_bound=<dense / compacted MACs>``.
+Both models run the same random features (``batch`` utterances of ``seconds``) in the same process
+with ``threads`` intra-op threads, alternating, after warm-up; each figure is the median of ``runs``
+timings. The real-time factor is seconds of compute per second of audio. The last line is
+``speedup=<dense / compacted time> flop_bound=<dense / compacted MACs>``. Nothing is written.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import hydra
 import torch
 import yaml
+from omegaconf import DictConfig
 from torch import nn
 
 from conformer_prune.dropout import AdaptiveDropout
+from conformer_prune.entry import entry_point
+from conformer_prune.errors import UserError
 from conformer_prune.inference import load_model
 from conformer_prune.models import ConformerEncoder
 from conformer_prune.models.ctc import CTCModel
@@ -41,21 +46,32 @@ ROOT = Path(__file__).resolve().parents[1]
 SITE_GROUPS = {"ffn": ("ffn1", "ffn2"), "query": ("query",), "value": ("value",), "conv": ("conv",)}
 
 
-def parse_keep(text: str) -> dict[str, float]:
-    """``"0.5"`` or ``"ffn=0.4,query=0.5,..."`` → keep fraction per site kind."""
+def parse_keep(keep: float | str | Mapping[str, float]) -> dict[str, float]:
+    """``0.5``, ``{ffn: 0.4, query: 0.5, ...}`` (or the string ``"ffn=0.4,query=0.5,..."``) → keep fraction per
+    site kind.
+
+    Raises:
+        UserError: an unknown site group or a fraction outside [0, 1]; names ``keep``.
+    """
     kinds = [k for group in SITE_GROUPS.values() for k in group]
-    if "=" not in text:
-        keep = dict.fromkeys(kinds, float(text))
-    else:
-        keep = dict.fromkeys(kinds, 1.0)
-        for item in text.split(","):
-            group, value = (s.strip() for s in item.split("="))
-            if group not in SITE_GROUPS:
-                raise SystemExit(f"--keep: unknown site group {group!r}; use {sorted(SITE_GROUPS)}")
-            keep.update(dict.fromkeys(SITE_GROUPS[group], float(value)))
-    if not all(0.0 <= v <= 1.0 for v in keep.values()):
-        raise SystemExit(f"--keep: fractions must be in [0, 1], got {keep}")
-    return keep
+    if isinstance(keep, str) and "=" in keep:
+        keep = dict((s.strip() for s in item.split("=", 1)) for item in keep.split(","))
+    try:
+        if not isinstance(keep, Mapping):
+            fractions = dict.fromkeys(kinds, float(keep))
+        else:
+            fractions = dict.fromkeys(kinds, 1.0)
+            for group, value in keep.items():
+                if group not in SITE_GROUPS:
+                    raise UserError(f"keep: unknown site group {group!r}; use {sorted(SITE_GROUPS)}")
+                fractions.update(dict.fromkeys(SITE_GROUPS[group], float(value)))
+    except (TypeError, ValueError) as err:
+        if isinstance(err, UserError):
+            raise
+        raise UserError(f"keep={keep!r}: give a fraction (keep=0.5) or one per site group ({err})") from err
+    if not all(0.0 <= v <= 1.0 for v in fractions.values()):
+        raise UserError(f"keep: fractions must be in [0, 1], got {fractions}")
+    return fractions
 
 
 def synthetic_pair(preset: str, keep: dict[str, float], vocab: int, seed: int) -> tuple[nn.Module, nn.Module, int]:
@@ -98,24 +114,18 @@ def time_once(net: nn.Module, features: torch.Tensor, lens: torch.Tensor) -> flo
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--export", help="export directory (with --ckpt)")
-    source.add_argument("--synthetic", action="store_true", help="random weights and keep patterns")
-    parser.add_argument("--ckpt", help="the training checkpoint the export was made from")
-    parser.add_argument("--preset", default="quickstart", help="conf/model/encoder preset (synthetic)")
-    parser.add_argument("--keep", default="0.5", help="kept fraction per site (synthetic): 0.5 or ffn=0.4,...")
-    parser.add_argument("--vocab", type=int, default=256, help="CTC vocabulary (synthetic)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each utterance")
-    parser.add_argument("--batch", type=int, default=1, help="utterances per forward pass")
-    parser.add_argument("--runs", type=int, default=9, help="timed runs per model (median reported)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+@hydra.main(config_path="../conf", config_name="bench_inference", version_base="1.3")
+def main(args: DictConfig) -> None:
+    with entry_point():
+        run(args)
+
+
+def run(args: DictConfig) -> None:
+    """The benchmark with the keys of ``conf/bench_inference.yaml``; prints its figures."""
+    if bool(args.export) == bool(args.synthetic):
+        raise UserError("give export=<dir> ckpt=<file> (an exported run), or synthetic=true (random weights)")
     if args.export and not args.ckpt:
-        parser.error("--export needs --ckpt (the dense model comes from the training checkpoint)")
+        raise UserError("export= needs ckpt= (the dense model comes from the training checkpoint)")
 
     torch.set_num_threads(args.threads)
     if args.synthetic:

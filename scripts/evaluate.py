@@ -3,12 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
+from conformer_prune.entry import entry_point
 from conformer_prune.evaluation_cli import evaluate
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    with entry_point():
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

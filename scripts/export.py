@@ -3,12 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
+from conformer_prune.entry import entry_point
 from conformer_prune.export import export
 
 
 @hydra.main(config_path="../conf", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    export(cfg)
+    with entry_point():
+        export(cfg)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from conformer_prune.data.corpus import generate_from_config
+from conformer_prune.entry import entry_point
 
 
 @hydra.main(config_path="../conf", config_name="make_corpus", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    generate_from_config(OmegaConf.to_container(cfg, resolve=True))
+    with entry_point():
+        generate_from_config(OmegaConf.to_container(cfg, resolve=True))
 
 
 if __name__ == "__main__":

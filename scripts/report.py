@@ -3,12 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
+from conformer_prune.entry import entry_point
 from conformer_prune.report import report
 
 
 @hydra.main(config_path="../conf", config_name="report", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    report(cfg)
+    with entry_point():
+        report(cfg)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
+from conformer_prune.entry import entry_point
 from conformer_prune.summarize import summarize
 
 
 @hydra.main(config_path="../conf", config_name="summarize", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    summarize(cfg)
+    with entry_point():
+        summarize(cfg)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ import hydra
 from omegaconf import DictConfig
 
 import conformer_prune.baselines  # noqa: F401  (registers the cp.* resolvers of the baseline experiments)
+from conformer_prune.entry import entry_point
 from conformer_prune.train import train
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    with entry_point():
+        train(cfg)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
+from conformer_prune.entry import entry_point
 from conformer_prune.inference import transcribe_files
 
 
 @hydra.main(config_path="../conf", config_name="transcribe", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    raise SystemExit(transcribe_files(cfg))
+    with entry_point():
+        raise SystemExit(transcribe_files(cfg))
 
 
 if __name__ == "__main__":

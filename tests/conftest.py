@@ -1,8 +1,10 @@
-"""Shared fixtures: a miniature LibriSpeech tree of real (eSpeak) speech, and torch seeded per test."""
+"""Shared fixtures: a miniature LibriSpeech tree of real (eSpeak) speech, a finished tiny training run,
+and torch seeded per test."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +78,28 @@ def tiny_librispeech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _seed_torch() -> None:
     torch.manual_seed(0)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    run_dir: Path
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """A finished 4-step tiny run (``scripts/train.py``, tensorboard logger): checkpoints, results.json,
+    export/, and what it printed. Treat it as read-only."""
+    from tests.helpers import TINY_TRAIN, run_scripts
+
+    run_dir = tmp_path_factory.mktemp("finished")
+    argv = [*TINY_TRAIN, "logger=tensorboard", "eval_subsets=[dev-clean,test-clean]", "eval_max_batches=1",
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
+    (done,) = run_scripts(ROOT, [(argv, {"HYDRA_FULL_ERROR": None})], tmp_path_factory.mktemp("finished-output"))
+    assert done["rc"] == 0, done["stderr"][-3000:]
+    assert (run_dir / "results.json").is_file() and (run_dir / "export" / "config.yaml").is_file()
+    return FinishedRun(run_dir, done["stdout"], done["stderr"])

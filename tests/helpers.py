@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -190,3 +191,83 @@ class StandInData:
 
     def eval_dataloader(self, subset: str) -> list[dict]:
         return self.batches
+
+
+# -- running scripts as a user would, many at a time ----------------------------------------------------
+TINY_TRAIN = ("scripts/train.py", "debug=fast", "model/encoder=tiny", "threads=1", "logger=csv")
+"""A few steps of the tiny model on the embedded corpus (train -> evaluate -> export)."""
+SCRIPT_PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "rich", "conformer_prune.config", "conformer_prune.train",
+                  "conformer_prune.export", "conformer_prune.evaluation_cli", "conformer_prune.console"]  # fmt: skip
+
+
+def _script_child(root: str, argv: list[str], env: dict[str, str | None], out: str, err: str) -> None:
+    """In a forked child: fds 1/2 to files, ``sys.argv``/env/cwd set, the script run as ``__main__``."""
+    import os
+    import runpy
+    import sys
+
+    for fd, path in ((1, out), (2, err)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own stdout
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    os.chdir(root)
+    sys.argv = list(argv)
+    runpy.run_path(str(Path(root) / argv[0]), run_name="__main__")  # SystemExit carries the exit status
+
+
+def run_scripts(
+    root: Path,
+    runs: list[tuple[list[str], dict[str, str | None]]],
+    out_dir: Path,
+    parallel: int = 2,
+    timeout: float = 300.0,
+) -> list[dict]:
+    """Run ``scripts/*.py`` command lines (``[script, *overrides]``, extra environment) as separate processes,
+    ``parallel`` at a time; returns ``{"rc", "stdout", "stderr"}`` per run, in order.
+
+    The processes are forked from a multiprocessing *forkserver* that has imported torch, Lightning, Hydra
+    and this package once (:data:`SCRIPT_PRELOAD`), so a run costs what the script does, not the ~5 s
+    of imports; each is otherwise a fresh process running the script as ``__main__`` with its own
+    ``sys.argv``, environment, stdout, stderr and exit status. A run past ``timeout`` seconds is killed
+    (``rc`` ``None``).
+    """
+    import multiprocessing as mp
+    import time
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(SCRIPT_PRELOAD)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pending = list(enumerate(runs))
+    running: dict[int, Any] = {}
+    codes: dict[int, int | None] = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            i, (argv, env) = pending.pop(0)
+            proc = ctx.Process(
+                target=_script_child, args=(str(root), argv, env, str(out_dir / f"{i}.out"), str(out_dir / f"{i}.err"))
+            )
+            proc.start()
+            running[i] = (proc, time.monotonic())
+        for i, (proc, started) in list(running.items()):
+            proc.join(timeout=0.05)
+            if proc.exitcode is None and time.monotonic() - started > timeout:
+                proc.kill()
+                proc.join()
+                codes[i] = None
+                del running[i]
+            elif proc.exitcode is not None:
+                codes[i] = proc.exitcode
+                del running[i]
+    return [
+        {
+            "rc": codes[i],
+            "stdout": (out_dir / f"{i}.out").read_text(errors="replace"),
+            "stderr": (out_dir / f"{i}.err").read_text(errors="replace"),
+        }
+        for i in range(len(runs))
+    ]

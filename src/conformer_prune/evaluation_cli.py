@@ -36,11 +36,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.table import Table
 from torch import nn
 
 from conformer_prune.evaluate import evaluate_net, flatten_results
 from conformer_prune.pruning.compact import count_params, encoder_of
+from conformer_prune.run_summary import evaluate_summary, print_summary, results_table  # noqa: F401 (re-export)
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,8 @@ def _from_export(export_dir: Path) -> ModelSource:
     )
 
 
-def load_source(model_path: str | Path) -> ModelSource:
-    """Load ``model_path`` (checkpoint file, export directory or run directory) for evaluation.
+def locate_model(model_path: str | Path | None) -> tuple[str, Path]:
+    """What ``model_path`` points at, without loading it: ``("checkpoint", file)`` or ``("export", dir)``.
 
     Raises:
         ValueError: nothing usable at ``model_path``; the message says what to pass.
@@ -148,20 +148,30 @@ def load_source(model_path: str | Path) -> ModelSource:
         raise ValueError("model_path is required: a <run>/checkpoints/*.ckpt file, an export dir or a run dir")
     path = Path(str(model_path)).expanduser()
     if path.is_file():
-        return _from_checkpoint(path)
+        return "checkpoint", path
     if path.is_dir():
         if (path / "config.yaml").is_file():
-            return _from_export(path)
+            return "export", path
         if (path / "export" / "config.yaml").is_file():
-            return _from_export(path / "export")
+            return "export", path / "export"
         if (path / "checkpoints").is_dir():
             from conformer_prune.baselines import resolve_checkpoint
 
-            return _from_checkpoint(resolve_checkpoint(path, key="model_path"))
+            return "checkpoint", resolve_checkpoint(path, key="model_path")
     raise ValueError(
         f"model_path={model_path}: no checkpoint, export directory or run directory there (pass "
         "<run>/checkpoints/<best>.ckpt, <run>/export, or the run directory)"
     )
+
+
+def load_source(model_path: str | Path) -> ModelSource:
+    """Load ``model_path`` (checkpoint file, export directory or run directory) for evaluation.
+
+    Raises:
+        ValueError: nothing usable at ``model_path``; the message says what to pass.
+    """
+    kind, path = locate_model(model_path)
+    return _from_checkpoint(path) if kind == "checkpoint" else _from_export(path)
 
 
 # -- data and decoders -----------------------------------------------------------------------------
@@ -331,29 +341,6 @@ def write_hypotheses(per_subset: dict[str, dict], out_dir: Path) -> list[Path]:
     return written
 
 
-def results_table(results: dict) -> Table:
-    """A rich table: one row per subset and decoder."""
-    table = Table(title=f"{results['model']} {results['model_path']} ({results['decoding']} decoding)")
-    for column in ("subset", "utts", "words", "decoder", "WER %", "CER %", "RTF"):
-        table.add_column(column, justify="left" if column in ("subset", "decoder") else "right")
-    for subset, entry in results["per_subset"].items():
-        for decoder in ("greedy", "default"):
-            label = results["decoding"] if decoder == "default" else "greedy"
-            if decoder not in entry or (decoder == "default" and label == "greedy"):
-                continue  # a greedy default is the greedy row
-            numbers = entry[decoder]
-            table.add_row(
-                subset,
-                str(entry["utterances"]),
-                str(entry["words"]),
-                label,
-                f"{100 * numbers['wer']:.2f}",
-                f"{100 * numbers['cer']:.2f}",
-                f"{numbers['rtf']:.4f}",
-            )
-    return table
-
-
 def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     """Evaluate ``cfg.model_path`` on ``cfg.data.eval_subsets``; writes and returns ``results.json``'s content."""
     if cfg.get("threads"):
@@ -401,7 +388,5 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     if hypothesis_files:
         results["hypotheses"] = [str(f) for f in hypothesis_files]
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    console = console or Console()
-    console.print(results_table(results))
-    log.info("results: %s", out_dir / "results.json")
+    print_summary(evaluate_summary(results, out_dir), console)
     return results

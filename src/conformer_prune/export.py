@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from conformer_prune.data.tokenizer import Tokenizer
 from conformer_prune.dropout.adaptive import AdaptiveDropout
 from conformer_prune.dropout.base import LearnsRetention
+from conformer_prune.errors import UserError
 from conformer_prune.inference import (
     CONFIG_FILE,
     EXPORT_FORMAT,
@@ -83,7 +84,7 @@ DROPOUT_KEYS = ("ffn_dropout", "query_dropout", "value_dropout", "conv_dropout")
 MAC_REFERENCE_SECONDS = 10.0
 
 
-class ExportVerificationError(ValueError):
+class ExportVerificationError(UserError):
     """The compacted model does not compute what the masked model computes: nothing was written."""
 
 
@@ -423,11 +424,56 @@ def to_torchscript(net: nn.Module, input_dim: int, atol: float = 1e-4) -> torch.
 
 
 # -- export -----------------------------------------------------------------------------------------
+EXPORT_FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, REPORT_FILE, TORCHSCRIPT_FILE, LM_FILE, LEXICON_FILE)
+"""Every file an export directory may hold; ``overwrite=true`` removes these and nothing else."""
+
+
+def foreign_entries(out_dir: Path) -> list[str]:
+    """What in ``out_dir`` does not prove it an export: entries outside :data:`EXPORT_FILES`, and a
+    ``config.yaml`` without this exporter's ``format`` marker (empty list: an export, safe to replace)."""
+    import yaml
+
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in out_dir.iterdir() if p.name not in EXPORT_FILES)
+    config = out_dir / CONFIG_FILE
+    try:
+        marked = config.is_file() and (yaml.safe_load(config.read_text()) or {}).get("format") == EXPORT_FORMAT
+    except (OSError, yaml.YAMLError, AttributeError):
+        marked = False
+    if not marked:
+        foreign.append(f"{CONFIG_FILE} (no `format: {EXPORT_FORMAT}`)" if config.exists() else f"no {CONFIG_FILE}")
+    return foreign
+
+
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out_dir {out_dir} is a file: choose a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ValueError(f"out_dir {out_dir} exists and is not empty: choose another, or pass overwrite=true")
+        raise ValueError(f"out_dir={out_dir} is a file: choose a directory")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise ValueError(f"out_dir={out_dir} exists and is not empty: choose another, or pass overwrite=true")
+    foreign = foreign_entries(out_dir)
+    if foreign:
+        raise ValueError(
+            f"out_dir={out_dir} is not an export directory ({', '.join(foreign[:6])}"
+            f"{', ...' if len(foreign) > 6 else ''}), so overwrite=true will not delete it. Fix: choose an empty or "
+            f"new out_dir (e.g. {out_dir / 'export'}); overwrite=true only replaces what this exporter wrote"
+        )
+
+
+def check_export_args(
+    out_dir: Path | None, overwrite: bool, threshold: float | None, atol: float, verify_batches: int
+) -> None:
+    """The arguments of :func:`export_checkpoint`, checked before anything is read or written.
+
+    Raises:
+        ValueError: the message names the argument and the fix.
+    """
+    if out_dir is not None:
+        _check_out_dir(Path(out_dir), overwrite)
+    if threshold is not None and not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if atol <= 0 or verify_batches < 1:
+        raise ValueError(f"atol must be > 0 and verify_batches >= 1, got atol={atol}, verify_batches={verify_batches}")
 
 
 def _safetensors_bytes(module: nn.Module) -> bytes:
@@ -491,11 +537,7 @@ def export_checkpoint(
         VerificationDataError: no real utterance to verify on and ``allow_generated`` is off; nothing is written.
     """
     ckpt_file, out_dir = Path(ckpt_path), Path(out_dir)
-    _check_out_dir(out_dir, overwrite)
-    if threshold is not None and not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-    if atol <= 0 or verify_batches < 1:
-        raise ValueError(f"atol must be > 0 and verify_batches >= 1, got atol={atol}, verify_batches={verify_batches}")
+    check_export_args(out_dir, overwrite, threshold, atol, verify_batches)
 
     ckpt = read_checkpoint(ckpt_file)
     hparams = ckpt["hyper_parameters"]
@@ -648,8 +690,10 @@ def _write(
         text = re.sub(r"\[\s*(-?\d+),\s*(-?\d+)\s*\]", r"[\1, \2]", text)  # [kept, total] pairs on one line
         (tmp / REPORT_FILE).write_text(text + "\n")
         _check_out_dir(out_dir, overwrite)  # again: another process may have filled it meanwhile
-        if out_dir.is_dir():
-            shutil.rmtree(out_dir)
+        if out_dir.is_dir():  # empty, or proven an export: remove exactly its files
+            for name in EXPORT_FILES:
+                (out_dir / name).unlink(missing_ok=True)
+            out_dir.rmdir()
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

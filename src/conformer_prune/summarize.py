@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -25,12 +25,26 @@ def parameter_table(net: nn.Module, max_depth: int = 2) -> list[tuple[str, str, 
     return rows
 
 
+def vocab_size_of(cfg: DictConfig) -> int:
+    """``cfg.vocab_size``, else the vocabulary the configured tokenizer (``data.tokenizer``) will have."""
+    if cfg.get("vocab_size") is not None:
+        return int(cfg.vocab_size)
+    from conformer_prune.data.datamodule import TOKENIZER_DEFAULTS
+    from conformer_prune.data.tokenizer import planned_vocab_size
+
+    given = OmegaConf.select(cfg, "data.tokenizer") or {}
+    settings = {**TOKENIZER_DEFAULTS, **OmegaConf.to_container(given, resolve=True)}
+    return planned_vocab_size(settings["model_type"], int(settings["vocab_size"]), settings["alphabet"])
+
+
 def summarize(cfg: DictConfig, console: Console | None = None) -> int:
-    """Build ``cfg.model.net`` with ``cfg.vocab_size`` outputs, print its table; returns the total."""
+    """Build ``cfg.model.net`` with the configured vocabulary (:func:`vocab_size_of`), print its table;
+    returns the total."""
+    vocab_size = vocab_size_of(cfg)
     with open_dict(cfg):
-        cfg.model.net.vocab_size = cfg.vocab_size
+        cfg.model.net.vocab_size = vocab_size
     net = instantiate(cfg.model.net)
-    table = Table(title=f"{type(net).__name__} ({cfg.vocab_size} output tokens)")
+    table = Table(title=f"{type(net).__name__} ({vocab_size} output tokens)")
     for column in ("module", "type", "params"):
         table.add_column(column, justify="right" if column == "params" else "left")
     for name, kind, params in parameter_table(net, int(cfg.max_depth)):

@@ -18,8 +18,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conformer_prune.decoders import build_decoders
+from conformer_prune.errors import UserError, user_error
 from conformer_prune.evaluate import evaluate_net, flatten_results
-from conformer_prune.pruning.compact import count_params, encoder_of, retention_summary
+from conformer_prune.pruning.compact import count_params, encoder_of, macs_per_second, retention_summary
+from conformer_prune.run_summary import print_summary, train_summary
+from conformer_prune.rundir import RESULTS_FILE, set_aside_previous_results
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +54,63 @@ def _checkpoint_to_evaluate(trainer: L.Trainer, which: str) -> str | None:
     return next((path for path in ordered if path), None)
 
 
+def check_eval_subsets(datamodule: Any, subsets: list[str]) -> None:
+    """Every subset to evaluate after training holds utterances (before training, not after it).
+
+    Raises:
+        UserError: a subset is empty (e.g. every entry skipped as malformed); names it and the fix.
+    """
+    for subset in subsets:
+        try:
+            usable = len(datamodule.eval_dataloader(subset).dataset)
+            problem = "it has no usable utterances"
+        except ValueError as err:  # e.g. the batch sampler refuses an empty subset
+            usable, problem = 0, str(err)
+        if not usable:
+            skipped = datamodule.corpus_description().get("skipped") or "none"
+            raise UserError(
+                f"eval_subsets: subset {subset!r} under {datamodule.data_root} cannot be evaluated after training: "
+                f"{problem} (entries skipped as malformed: {skipped}). Fix: repair the subset, or leave it out of "
+                "eval_subsets / data.eval_subsets"
+            )
+
+
+def _write_results(out_dir: Path, results: dict[str, Any]) -> Path:
+    file = out_dir / RESULTS_FILE
+    file.write_text(json.dumps(results, indent=2))
+    return file
+
+
+def _export(evaluated: str, out_dir: Path, datamodule: Any, results: dict[str, Any]) -> None:
+    """Export ``evaluated`` into ``<out_dir>/export`` and record it in ``results``; on failure the
+    evaluation is kept: ``results.json`` is written with ``export_error``, then the error is raised."""
+    from conformer_prune.export import export_checkpoint
+
+    try:
+        report = export_checkpoint(evaluated, out_dir / "export", datamodule=datamodule)
+    except Exception as err:
+        results["export"] = None
+        results["export_error"] = f"{type(err).__name__}: {err}"
+        file = _write_results(out_dir, results)
+        if user_error(err) is None:
+            log.error("the export failed; the evaluation is saved in %s", file)
+            raise
+        raise UserError(
+            f"the export failed, so {out_dir / 'export'} was not written: {err}. The evaluation is saved in {file} "
+            f"(its export_error says why). To retry the export alone: python scripts/export.py "
+            f"ckpt_path={evaluated} out_dir={out_dir / 'export'}"
+        ) from err
+    results["params"]["compacted_total"] = report["params_after"]
+    results["params"]["compacted_encoder"] = report["encoder_params_after"]
+    results["macs_per_second"]["compacted"] = report["macs_per_second_after"]
+    results["export"] = str(out_dir / "export")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, evaluate and export as configured; returns the ``results.json`` content."""
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    set_aside_previous_results(out_dir)  # a run continued in place (the validator refused any other)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True)
@@ -62,6 +118,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    subsets = list(cfg.eval_subsets) if cfg.get("eval_subsets") else datamodule.eval_subsets()
+    check_eval_subsets(datamodule, subsets)
     task = build_task(cfg, datamodule)
     (out_dir / "tokenizer.model").write_bytes(datamodule.tokenizer.model_bytes)
 
@@ -70,6 +128,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_seconds = time.perf_counter() - start
+    if task.nonfinite_total:
+        log.warning(
+            "%d of %d steps had a non-finite loss: their batches were skipped (no weight update), but they count "
+            "as steps: toward trainer.max_steps and in the LR and pruning schedules, which are functions of the step",
+            task.nonfinite_total,
+            trainer.global_step,
+        )
 
     evaluated = _checkpoint_to_evaluate(trainer, cfg.get("eval_checkpoint", "last"))
     if evaluated:
@@ -79,7 +144,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     net = task.net.cpu().eval()
 
     decoders, decoding_name = build_decoders(cfg.decoding, datamodule.tokenizer, datamodule.train_texts(), out_dir)
-    subsets = list(cfg.eval_subsets) if cfg.get("eval_subsets") else datamodule.eval_subsets()
     per_subset = evaluate_net(
         net,
         {s: datamodule.eval_dataloader(s) for s in subsets},
@@ -92,7 +156,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "decoding": decoding_name,
         "train_seconds": round(train_seconds, 1),
         "global_step": trainer.global_step,
-        "nonfinite_batches": task.nonfinite_total,
+        "nonfinite_batches": task.nonfinite_total,  # skipped batches; counted in global_step (see the log)
+        "optimizer_updates": trainer.global_step - task.nonfinite_total,
         "checkpoint": evaluated,
         "corpus": datamodule.corpus_description(),
         "per_subset": per_subset,
@@ -100,13 +165,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     retention = retention_summary(net)
     if retention:
         results["retention"] = retention
+    input_dim = int(task.hparams["net_config"]["encoder"].get("input_dim", 80))
+    results["macs_per_second"] = {"dense": round(macs_per_second(net, input_dim))}
     if cfg.get("export") and evaluated:
-        from conformer_prune.export import export_checkpoint
-
-        report = export_checkpoint(evaluated, out_dir / "export", datamodule=datamodule)
-        results["params"]["compacted_total"] = report["params_after"]
-        results["params"]["compacted_encoder"] = report["encoder_params_after"]
-        results["export"] = str(out_dir / "export")
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    log.info("run directory: %s", out_dir.resolve())
+        _export(evaluated, out_dir, datamodule, results)
+    _write_results(out_dir, results)
+    print_summary(train_summary(results, out_dir))
     return results

@@ -583,6 +583,10 @@ class LibriSpeechDataModule(L.LightningDataModule):
         """
         if stage not in ("fit", "evaluate"):
             raise ValueError(f"check(stage={stage!r}): use 'fit' or 'evaluate'")
+        model_type = self.tokenizer_cfg["model_type"]
+        if model_type not in MODEL_TYPES:
+            raise DataError(f"data.tokenizer.model_type must be one of {list(MODEL_TYPES)}, got {model_type!r}")
+        apply_alphabet_policy([], self.tokenizer_cfg["alphabet"], self.tokenizer_cfg["oov_policy"])  # the policy name
         if eval_subsets is None:
             evaluated = self.eval_subsets()
         else:

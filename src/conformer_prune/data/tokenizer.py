@@ -224,6 +224,15 @@ class Tokenizer:
         return set(text) - self._alphabet
 
 
+def planned_vocab_size(model_type: ModelType, vocab_size: int, alphabet: str = DEFAULT_ALPHABET) -> int:
+    """The number of ids ``V`` a tokenizer trained with these settings has (blank and unk included).
+
+    ``char``: blank, unk, the word boundary and the alphabet's characters; ``unigram`` / ``bpe``:
+    ``vocab_size`` (an upper bound when the training texts cannot fill it, see :meth:`Tokenizer.train`).
+    """
+    return len(set(alphabet) - {" "}) + 3 if model_type == "char" else int(vocab_size)
+
+
 def out_of_alphabet(text: str, alphabet: str | frozenset[str]) -> set[str]:
     """Characters of ``text`` outside ``alphabet`` (spaces always allowed)."""
     return set(text) - set(alphabet) - {" "}

@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from torch import Tensor
 
+from conformer_prune.console import quiet_fds
 from conformer_prune.models.ctc import ctc_greedy_ids
 from conformer_prune.models.lm import BOS, EOS, UNK, arpa_unigrams, read_arpa
 
@@ -63,6 +64,8 @@ class GreedyCTCDecoder:
         blank: blank id.
     """
 
+    decodes = "ctc"  # the head it decodes (checked against model.net before training)
+
     def __init__(self, tokenizer: TextTokenizer, blank: int = 0) -> None:
         self.tokenizer = tokenizer
         self.blank = blank
@@ -83,6 +86,8 @@ class PrefixBeamCTCDecoder:
         beam_size_token: per frame, extend prefixes only with this many most likely tokens
             (``None``: all tokens).
     """
+
+    decodes = "ctc"  # the head it decodes (checked against model.net before training)
 
     def __init__(
         self, tokenizer: TextTokenizer, beam_size: int = 8, blank: int = 0, beam_size_token: int | None = None
@@ -194,6 +199,8 @@ class LexiconLMCTCDecoder:
             (KenLM when bundled, else Python).
     """
 
+    decodes = "ctc"  # the head it decodes (checked against model.net before training)
+
     def __init__(
         self,
         tokenizer: TextTokenizer,
@@ -268,16 +275,17 @@ class LexiconLMCTCDecoder:
             lm: Any = None
             if self.lm_path is not None:
                 lm = self.lm_path if self._use_kenlm() else _make_python_decoder_lm(self.lm_path, word_list)
-            return ctc_decoder(
-                lexicon=str(lexicon_file),
-                tokens=list(self.tokenizer.pieces),
-                lm=lm,
-                lm_dict=str(words_file),
-                blank_token=self.tokenizer.pieces[self.blank],
-                sil_token=self._silence_piece(),
-                unk_word=UNK,
-                **self.options,
-            )
+            with quiet_fds():  # KenLM prints "Loading the LM will be faster..." and a progress ruler
+                return ctc_decoder(
+                    lexicon=str(lexicon_file),
+                    tokens=list(self.tokenizer.pieces),
+                    lm=lm,
+                    lm_dict=str(words_file),
+                    blank_token=self.tokenizer.pieces[self.blank],
+                    sil_token=self._silence_piece(),
+                    unk_word=UNK,
+                    **self.options,
+                )
 
     def _silence_piece(self) -> str:
         boundary = self.tokenizer.word_boundary_piece

@@ -8,6 +8,8 @@ from torch import Tensor
 class TransducerGreedyDecoder:
     """Batched greedy search (at most ``max_symbols_per_frame`` labels per frame)."""
 
+    decodes = "transducer"  # the head it decodes (checked against model.net before training)
+
     def __init__(self, tokenizer, max_symbols_per_frame: int = 5) -> None:
         self.tokenizer = tokenizer
         self.max_symbols_per_frame = max_symbols_per_frame
@@ -20,6 +22,8 @@ class TransducerGreedyDecoder:
 
 class TransducerBeamDecoder:
     """Beam search over the transducer lattice (``TransducerModel.beam_search``)."""
+
+    decodes = "transducer"  # the head it decodes (checked against model.net before training)
 
     def __init__(self, tokenizer, beam_size: int = 4) -> None:
         if beam_size < 1:

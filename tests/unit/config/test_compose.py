@@ -54,6 +54,10 @@ def test_every_option_composes_and_validates(group: str, option: str, tmp_path) 
     overrides = [f"{group}={option}", f"hydra.run.dir={tmp_path}", f"paths.data_dir={tmp_path}/data"]
     if group == "model/encoder" and option in {"m", "l"}:
         overrides.append("trainer=cpu")
+    if group == "decoding" and option == "transducer":
+        overrides.append("model=transducer")  # transducer decoders on the default CTC model are refused
+    if group == "callbacks" and option == "none":
+        overrides.append("export=false")  # no checkpoint callback: nothing to export (refused with export=true)
     cfg = compose_train(overrides)
     resolve_all(cfg)  # every interpolation outside hydra's own node resolves
     validate(cfg)
@@ -91,6 +95,15 @@ def test_unknown_key_and_unknown_option_fail_while_composing(tmp_path) -> None:
         ("pruning.target.start_frac=0.9", "pruning.target"),
         ("trainer.max_steps=0", "trainer.max_steps"),
         ("model.optimizer.lr=-1", "model.optimizer"),
+        ("trainer.max_steps=abc", "trainer.max_steps"),
+        ("pruning.alpha=abc", "pruning.alpha"),  # named as written, not as the model.alpha it feeds
+        ("trainer.val_check_interval=0", "trainer.val_check_interval"),
+        ("trainer.val_check_interval=2000", "trainer.val_check_interval"),  # after the 1500-step budget
+        ("trainer.precision=17", "trainer.precision"),
+        ("decoding=transducer", "decoding.greedy"),
+        ("eval_checkpoint=middle", "eval_checkpoint"),
+        ("callbacks=none", "export"),
+        ("+callbacks.sparsity_monitor.every_n_step=3", "callbacks.sparsity_monitor.every_n_step"),
     ],
 )
 def test_invalid_values_name_their_key(override: str, key: str, tmp_path) -> None:

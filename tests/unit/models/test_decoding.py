@@ -131,6 +131,18 @@ def test_word_lm_overrides_a_slight_acoustic_preference(tmp_path: Path, lm_backe
     assert restored(lp, lens) == ["the cat sat"]
 
 
+def test_kenlm_reads_the_arpa_file_without_printing(tmp_path: Path, capfd) -> None:
+    """KenLM prints "Loading the LM will be faster..." and a 100-star ruler from C++; the decoder hides them."""
+    pytest.importorskip("flashlight.lib.text.decoder.kenlm")
+    tok = CharTokenizer()
+    arpa = train_ngram_lm(["the cat sat"] * 5 + ["a cot", "the mat"], order=3).write_arpa(tmp_path / "lm.arpa")
+    lp = emissions(tok, "the cat sat", {})[None]
+    capfd.readouterr()
+    assert LexiconLMCTCDecoder(tok, lm_path=arpa, lm_backend="kenlm")(lp, torch.tensor([lp.size(1)])) == ["the cat sat"]
+    out, err = capfd.readouterr()
+    assert "Loading the LM" not in out + err and "*" * 20 not in out + err and "lm.arpa" not in out + err
+
+
 class WordPieceTokenizer:
     """Stand-in for a BPE model whose word-initial pieces carry the boundary and that has no lone ``▁``."""
 

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from conformer_prune.pruning.compact import count_params
+from conformer_prune.summarize import vocab_size_of
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 
@@ -33,7 +34,17 @@ def test_preset_parameter_count_within_3_percent_of_gulati_table_1(experiment: s
 def test_quickstart_preset_size() -> None:
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("summarize")
+    assert vocab_size_of(cfg) == 30  # the embedded corpus's char tokenizer: 27 characters + blank, unk, boundary
     with open_dict(cfg):
-        cfg.model.net.vocab_size = cfg.vocab_size
+        cfg.model.net.vocab_size = vocab_size_of(cfg)
     total = count_params(instantiate(cfg.model.net))
     assert 2.0e6 < total < 2.5e6
+
+
+@pytest.mark.parametrize("experiment, expected", [("transducer_s", 1024), ("quickstart", 30)])
+def test_summarize_takes_the_vocabulary_from_the_experiments_tokenizer(experiment: str, expected: int) -> None:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("summarize", overrides=[f"experiment={experiment}"])
+        assert vocab_size_of(cfg) == expected
+        overridden = compose("summarize", overrides=[f"experiment={experiment}", "vocab_size=77"])
+        assert vocab_size_of(overridden) == 77

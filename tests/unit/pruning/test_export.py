@@ -182,16 +182,25 @@ def test_failed_verification_refuses_and_writes_nothing(tmp_path, tokenizer, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-def test_non_empty_out_dir_needs_overwrite(tmp_path, tokenizer) -> None:
+def test_non_empty_out_dir_needs_overwrite_and_overwrite_replaces_only_an_export(tmp_path, tokenizer) -> None:
     ckpt, _ = pruned_checkpoint(tmp_path, tokenizer)
     out = tmp_path / "export"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="overwrite=true"):
         export_checkpoint(ckpt, out, allow_generated=True)
+    with pytest.raises(ValueError, match=r"not an export directory \(keep\.txt, no config\.yaml\)"):
+        export_checkpoint(ckpt, out, allow_generated=True, overwrite=True)  # a directory it did not write is never deleted
     assert (out / "keep.txt").read_text() == "mine"
-    export_checkpoint(ckpt, out, allow_generated=True, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    (out / "keep.txt").unlink()
+    export_checkpoint(ckpt, out, allow_generated=True)
+    before = (out / "report.json").stat().st_mtime_ns
+    export_checkpoint(ckpt, out, allow_generated=True, overwrite=True, torchscript=True)  # an export is replaced
+    assert (out / "model.torchscript.pt").is_file() and (out / "report.json").stat().st_mtime_ns >= before
+    (out / "config.yaml").write_text("format: something-else\n")
+    with pytest.raises(ValueError, match="not an export directory"):
+        export_checkpoint(ckpt, out, allow_generated=True, overwrite=True)  # the marker is part of the proof
+    assert (out / "model.safetensors").is_file()
 
 
 def test_model_without_adaptive_dropout_exports_dense_with_a_note(tmp_path, tokenizer) -> None:
