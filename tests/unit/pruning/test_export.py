@@ -189,8 +189,9 @@ def test_non_empty_out_dir_needs_overwrite_and_overwrite_replaces_only_an_export
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="overwrite=true"):
         export_checkpoint(ckpt, out, allow_generated=True)
+    # a directory it did not write is never deleted
     with pytest.raises(ValueError, match=r"not an export directory \(keep\.txt, no config\.yaml\)"):
-        export_checkpoint(ckpt, out, allow_generated=True, overwrite=True)  # a directory it did not write is never deleted
+        export_checkpoint(ckpt, out, allow_generated=True, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()
     export_checkpoint(ckpt, out, allow_generated=True)
