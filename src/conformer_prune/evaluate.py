@@ -20,6 +20,47 @@ from conformer_prune.pruning.compact import FRAMES_PER_SECOND
 log = logging.getLogger(__name__)
 
 
+UTTERANCE_ERRORS_FILE = "utterance_errors.json"
+"""Per-utterance edit counts of an evaluation, beside its ``results.json`` (for paired comparisons)."""
+
+
+def utterance_errors(references: list[str], hypotheses: list[str]) -> dict[str, dict[str, list[int]]]:
+    """Per-utterance edit counts (substitutions + deletions + insertions) and reference lengths, in words and
+    in characters, counted as jiwer counts them: summed over utterances they give its corpus WER and CER."""
+
+    def counts(output) -> tuple[list[int], list[int]]:
+        errors = [
+            sum(
+                (c.hyp_end_idx - c.hyp_start_idx) if c.type == "insert" else (c.ref_end_idx - c.ref_start_idx)
+                for c in chunks
+                if c.type != "equal"
+            )
+            for chunks in output.alignments
+        ]
+        return errors, [len(ref) for ref in output.references]
+
+    if not references:
+        return {"errors": {"words": [], "chars": []}, "lengths": {"words": [], "chars": []}}
+    word_errors, words = counts(jiwer.process_words(references, hypotheses))
+    char_errors, chars = counts(jiwer.process_characters(references, hypotheses))
+    return {"errors": {"words": word_errors, "chars": char_errors}, "lengths": {"words": words, "chars": chars}}
+
+
+def split_utterance_errors(per_subset: dict[str, dict]) -> dict[str, dict]:
+    """Move the per-utterance lists out of :func:`evaluate_net`'s result (in place) and return them:
+    subset → ``{"ids", "lengths": {"words", "chars"}, "<decoder>": {"words", "chars"}}``."""
+    moved: dict[str, dict] = {}
+    for subset, entry in per_subset.items():
+        if "ids" not in entry:
+            continue
+        item = {"ids": entry.pop("ids"), "lengths": entry.pop("lengths")}
+        for name, value in entry.items():
+            if isinstance(value, dict) and "errors" in value:
+                item[name] = value.pop("errors")
+        moved[subset] = item
+    return moved
+
+
 @torch.no_grad()
 def evaluate_net(
     net: nn.Module,
@@ -38,7 +79,9 @@ def evaluate_net(
         keep_hypotheses: also return per-utterance ``(id, reference, hypothesis)`` per decoder.
 
     Returns:
-        subset → ``{"utterances", "words", "audio_seconds", "<decoder>": {"wer", "cer", "rtf"}, ...}``.
+        subset → ``{"utterances", "words", "audio_seconds", "<decoder>": {"wer", "cer", "rtf", "errors"}, ...,
+        "ids", "lengths"}``: ``errors`` and ``lengths`` are per-utterance word and character counts
+        (:func:`utterance_errors`; :func:`split_utterance_errors` moves them out).
     """
     net.eval()
     results: dict[str, dict] = {}
@@ -62,12 +105,16 @@ def evaluate_net(
             "utterances": len(refs),
             "words": sum(len(r.split()) for r in refs),
             "audio_seconds": round(audio_seconds, 2),
+            "ids": ids,
         }
         for name in decoders:
+            counted = utterance_errors(refs, hyps[name])
+            entry["lengths"] = counted["lengths"]
             entry[name] = {
                 "wer": float(jiwer.wer(refs, hyps[name])) if refs else 0.0,
                 "cer": float(jiwer.cer(refs, hyps[name])) if refs else 0.0,
                 "rtf": seconds[name] / audio_seconds if audio_seconds else 0.0,
+                "errors": counted["errors"],
             }
             if keep_hypotheses:
                 entry[name]["hypotheses"] = [

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
-from conformer_prune.evaluate import evaluate_net, flatten_results
+from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE, evaluate_net, flatten_results, split_utterance_errors
 from conformer_prune.pruning.compact import count_params, encoder_of
 from conformer_prune.run_summary import evaluate_summary, print_summary, results_table  # noqa: F401 (re-export)
 
@@ -372,6 +372,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         keep_hypotheses=bool(cfg.get("hypotheses")),
     )
     hypothesis_files = write_hypotheses(per_subset, out_dir)
+    (out_dir / UTTERANCE_ERRORS_FILE).write_text(json.dumps(split_utterance_errors(per_subset)))
     results: dict[str, Any] = {
         "model_path": str(source.path),
         "model": source.kind,

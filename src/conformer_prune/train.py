@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conformer_prune.decoders import build_decoders
 from conformer_prune.errors import UserError, user_error
-from conformer_prune.evaluate import evaluate_net, flatten_results
+from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE, evaluate_net, flatten_results, split_utterance_errors
 from conformer_prune.pruning.compact import count_params, encoder_of, macs_per_second, retention_summary
 from conformer_prune.run_summary import print_summary, train_summary
 from conformer_prune.rundir import RESULTS_FILE, set_aside_previous_results
@@ -150,6 +150,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         decoders,
         max_batches=cfg.get("eval_max_batches"),
     )
+    (out_dir / UTTERANCE_ERRORS_FILE).write_text(json.dumps(split_utterance_errors(per_subset)))
     results: dict[str, Any] = {
         "params": {"total": count_params(net), "encoder": count_params(encoder_of(net))},
         **flatten_results(per_subset),
