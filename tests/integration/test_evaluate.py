@@ -43,9 +43,17 @@ def run_evaluate(overrides: list[str], out_dir: Path) -> dict:
     return evaluate(cfg)
 
 
-def same_numbers(a: dict, b: dict, subsets: list[str]) -> None:
-    for key in ("wer", "cer", "wer_greedy", "cer_greedy"):
+def same_numbers(a: dict, b: dict, subsets: list[str], beam_atol: float = 0.0) -> None:
+    for key in ("wer_greedy", "cer_greedy"):
         assert {s: a[key][s] for s in subsets} == {s: b[key][s] for s in subsets}, key
+    for key in ("wer", "cer"):
+        assert {s: a[key][s] for s in subsets} == pytest.approx({s: b[key][s] for s in subsets}, abs=beam_atol), key
+
+
+# The compacted model matches the masked one to ~1e-6 (gates folded into the weights), and the greedy
+# transcripts are identical; after 4 steps its outputs are nearly flat, so a 1e-6 change can flip a tie in
+# the LM beam search: the export's beam numbers may differ from the masked model's by a character or two.
+EXPORT_BEAM_ATOL = 1e-3
 
 
 def test_checkpoint_and_export_give_the_training_numbers(tiny_run: Path, tmp_path: Path) -> None:
@@ -66,7 +74,7 @@ def test_checkpoint_and_export_give_the_training_numbers(tiny_run: Path, tmp_pat
     # the compacted export (found through the run dir) decodes the same transcripts
     from_export = run_evaluate([f"model_path={tiny_run}", *overrides], tmp_path / "e")
     assert from_export["model"] == "export"
-    same_numbers(from_export, trained, subsets)
+    same_numbers(from_export, trained, subsets, beam_atol=EXPORT_BEAM_ATOL)
 
 
 def test_unknown_subset_names_the_available_ones(tiny_run: Path, tmp_path: Path) -> None:
@@ -88,7 +96,7 @@ def test_a_moved_export_scores_like_its_run_and_without_a_record_needs_a_data_co
     # no run next to it: its own record (the data) and its own LM and lexicon (the decoder) give the run's numbers
     moved = run_evaluate([f"model_path={export}", f"data.eval_subsets={SUBSETS}", "max_batches=2"], tmp_path / "m")
     assert moved["run_config"] is None and moved["decoding"] == "beam_lm"
-    same_numbers(moved, trained, ["dev-clean", "test-clean"])
+    same_numbers(moved, trained, ["dev-clean", "test-clean"], beam_atol=EXPORT_BEAM_ATOL)
     assert moved["corpus"]["corpus_id"] == trained["corpus"]["corpus_id"] is not None
     assert moved["corpus"]["record"]["root"] == trained["corpus"]["record"]["root"]
 
