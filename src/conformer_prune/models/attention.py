@@ -12,8 +12,14 @@ Two prunable sites, each a :class:`~conformer_prune.dropout.UnitDropout` over ``
 
 After compaction heads may have different widths (``qk_dims``/``v_dims`` per head); the original
 ``1/sqrt(d_head)`` scale is kept. A head with no value dim left is removed; a head with no query dim
-left attends uniformly. Such heads are computed in one batched matmul by
-scattering each into a zero-padded slot of the widest head width (exact: zero dims add nothing).
+left attends uniformly. Heads of one width run in batched matmuls; heads of different widths run one
+at a time on strided slices of the projections, so a compacted model does exactly its own
+multiply-accumulates (no zero-padded slots) and copies nothing (on CPU this is also faster than
+batching: each head's ``(B, T, T)`` scores stay in cache).
+
+Fewer passes over the ``T x T`` scores: the relative shift of the position scores is a strided view
+(:func:`rel_shift_view`; a copy only while tracing), the content scores are added to it inside the
+matmul (``baddbmm`` with the scale folded in) and the padding mask is filled in place.
 
 Shapes: ``B`` batch, ``T`` frames, ``D`` model dim, ``H`` heads, ``Sq``/``Sv`` total query/value dims.
 """
@@ -40,21 +46,32 @@ def relative_positions(length: int, d_model: int, device: torch.device, dtype: t
     return emb.to(dtype)
 
 
-def _scatter(x: Tensor, slots: Tensor, width: int) -> Tensor:
-    """Place the last dim of ``x`` at positions ``slots`` of a zero tensor whose last dim is ``width``."""
-    return x.new_zeros(*x.shape[:-1], width).index_copy_(x.dim() - 1, slots, x)
-
-
 def rel_shift(scores: Tensor) -> Tensor:
     """Turn ``(..., T, 2T-1)`` scores indexed by offset column into ``(..., T, T)`` indexed by key.
 
     Column ``c`` of the input holds offset ``T-1-c``; output ``[i, j]`` is input ``[i, T-1-i+j]``
-    (offset ``i - j``).
+    (offset ``i - j``). A copy; traceable with a symbolic ``T`` (TorchScript, ONNX).
     """
     *lead, t, n = scores.shape
     padded = F.pad(scores, (1, 0))  # (..., T, 2T)
     padded = padded.reshape(*lead, n + 1, t)  # (..., 2T, T)
     return padded[..., 1:, :].reshape(*lead, t, n)[..., :t]
+
+
+def rel_shift_view(scores: Tensor) -> Tensor:
+    """:func:`rel_shift` of a contiguous ``(N, T, 2T-1)`` tensor as a strided view, without a copy.
+
+    Output ``[n, i, j]`` is input ``[n, i, T-1-i+j]``, at storage offset ``(T-1) + i(2T-2) + j`` of the
+    slice ``n``: rows ``2T-2`` apart, so the view never overlaps itself (its backward is a plain copy).
+    The strides are Python ints, so a trace would bake ``T`` in: tracing uses :func:`rel_shift`.
+    """
+    n, t, width = scores.shape
+    assert scores.is_contiguous() and width == 2 * t - 1
+    return scores.as_strided((n, t, t), (t * width, width - 1, 1), scores.storage_offset() + t - 1)
+
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 class RelPositionMultiHeadAttention(nn.Module):
@@ -103,14 +120,10 @@ class RelPositionMultiHeadAttention(nn.Module):
         self.attention_dropout = nn.Dropout(attention_dropout)
         self.query_dropout: UnitDropout = (query_dropout or NoDropout)(sq)
         self.value_dropout: UnitDropout = (value_dropout or NoDropout)(sv)
-        self._set_slots()
 
     @property
     def num_heads(self) -> int:
         return len(self.v_dims)
-
-    def _uniform_heads(self) -> bool:
-        return len(set(self.qk_dims)) == 1 and len(set(self.v_dims)) == 1 and self.qk_dims[0] > 0
 
     def forward(self, x: Tensor, pos_emb: Tensor, key_padding_mask: Tensor) -> Tensor:
         """Attend.
@@ -133,40 +146,55 @@ class RelPositionMultiHeadAttention(nn.Module):
         k = self.linear_k(x)  # (B, T, Sq)
         p = self.linear_pos(pos_emb)  # (2T-1, Sq)
         v = self.value_dropout(self.linear_v(x))  # (B, T, Sv)
-        pad = key_padding_mask[:, None, None, :]  # (B, 1, 1, T)
-
-        h = self.num_heads
         if self._uniform_heads():
-            dk, dv = self.qk_dims[0], self.v_dims[0]
+            out = self._attend_batched(q_u, q_v, k, p, v, key_padding_mask)
         else:
-            # Heads of different widths (a compacted model): scatter every head into a zero-padded
-            # slot of the widest width. Zero dims add nothing to a dot product, so this is exact, and
-            # it keeps one batched matmul instead of a loop over heads.
-            dk, dv = max(max(self.qk_dims), 1), max(self.v_dims)
-            q_u, q_v, k = (_scatter(z, self.qk_slots, h * dk) for z in (q_u, q_v, k))  # (B, T, H*dk)
-            p = _scatter(p, self.qk_slots, h * dk)  # (2T-1, H*dk)
-            v = _scatter(v, self.v_slots, h * dv)  # (B, T, H*dv)
-        q_u = q_u.view(b, t, h, dk).transpose(1, 2)  # (B, H, T, dk)
-        q_v = q_v.view(b, t, h, dk).transpose(1, 2)
-        k = k.view(b, t, h, dk).permute(0, 2, 3, 1)  # (B, H, dk, T)
+            out = self._attend_per_head(q_u, q_v, k, p, v, key_padding_mask)
+        return self.linear_out(out)  # (B, T, D)
+
+    def _uniform_heads(self) -> bool:
+        return len(set(self.qk_dims)) == 1 and len(set(self.v_dims)) == 1 and self.qk_dims[0] > 0
+
+    def _softmax(self, scores: Tensor, key_padding_mask: Tensor) -> Tensor:
+        """Masked softmax over keys of ``(B, ..., T, T)`` scores (in place: they are a fresh tensor)."""
+        pad = key_padding_mask.view(key_padding_mask.size(0), *[1] * (scores.dim() - 2), -1)  # (B, 1.., T)
+        return self.attention_dropout(scores.masked_fill_(pad, float("-inf")).softmax(-1))
+
+    def _attend_batched(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, pad: Tensor) -> Tensor:
+        """All ``H`` heads of one width in batched matmuls: ``(B, T, Sq)`` x3, ``(2T-1, Sq)``, ``(B, T, Sv)``
+        → ``(B, T, Sv)``."""
+        b, t, _ = q_u.shape
+        h, dk, dv = self.num_heads, self.qk_dims[0], self.v_dims[0]
+        q_u = q_u.view(b, t, h, dk).transpose(1, 2).reshape(b * h, t, dk)  # (B*H, T, dk)
+        q_v = q_v.view(b, t, h, dk).transpose(1, 2)  # (B, H, T, dk)
+        k = k.view(b, t, h, dk).permute(0, 2, 3, 1).reshape(b * h, dk, t)  # (B*H, dk, T)
         p = p.view(-1, h, dk).permute(1, 2, 0)  # (H, dk, 2T-1)
-        scores = (q_u @ k + rel_shift(q_v @ p)) * self.scale  # (B, H, T, T)
-        attn = self.attention_dropout(scores.masked_fill(pad, float("-inf")).softmax(-1))
-        out = (attn @ v.view(b, t, h, dv).transpose(1, 2)).transpose(1, 2).reshape(b, t, h * dv)  # (B, T, H*dv)
-        if not self._uniform_heads():
-            out = out.index_select(-1, self.v_slots)  # (B, T, Sv)
-        return self.linear_out(out)
+        by_offset = (q_v @ p).view(b * h, t, 2 * t - 1)  # (B*H, T, 2T-1)
+        by_key = rel_shift(by_offset) if _tracing() else rel_shift_view(by_offset)  # (B*H, T, T)
+        scores = torch.baddbmm(by_key, q_u, k, beta=self.scale, alpha=self.scale).view(b, h, t, t)
+        attn = self._softmax(scores, pad)  # (B, H, T, T)
+        out = attn @ v.view(b, t, h, dv).transpose(1, 2)  # (B, H, T, dv)
+        return out.transpose(1, 2).reshape(b, t, h * dv)
 
-    def _set_slots(self) -> None:
-        """Position of every dim in the zero-padded layout of ``H`` slots of the widest head width."""
+    def _attend_per_head(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, pad: Tensor) -> Tensor:
+        """Heads of different widths (a compacted model), one at a time on slices of the projections.
 
-        def slots(dims: list[int]) -> Tensor:
-            width = max(max(dims, default=0), 1)
-            return torch.cat([torch.arange(n) + i * width for i, n in enumerate(dims)] or [torch.zeros(0)]).long()
-
-        device = self.linear_q.weight.device
-        self.register_buffer("qk_slots", slots(self.qk_dims).to(device), persistent=False)
-        self.register_buffer("v_slots", slots(self.v_dims).to(device), persistent=False)
+        Each head's slices are strided views, so nothing is copied or zero-padded: the matmuls do exactly
+        the head's own multiply-accumulates. A head with no query dim left attends uniformly.
+        """
+        b, t, _ = q_u.shape
+        outs, q_start, v_start = [], 0, 0
+        for dk, dv in zip(self.qk_dims, self.v_dims):
+            qs, vs = slice(q_start, q_start + dk), slice(v_start, v_start + dv)
+            q_start, v_start = q_start + dk, v_start + dv
+            if dk == 0:
+                scores = q_u.new_zeros(b, t, t)
+            else:
+                by_offset = q_v[..., qs] @ p[:, qs].t()  # (B, T, 2T-1)
+                by_key = rel_shift(by_offset) if _tracing() else rel_shift_view(by_offset)  # (B, T, T)
+                scores = torch.baddbmm(by_key, q_u[..., qs], k[..., qs].transpose(1, 2), beta=self.scale, alpha=self.scale)
+            outs.append(self._softmax(scores, pad) @ v[..., vs])  # (B, T, dv)
+        return torch.cat(outs, dim=-1)  # (B, T, Sv)
 
     @torch.no_grad()
     def compact_(self) -> None:
@@ -190,4 +218,3 @@ class RelPositionMultiHeadAttention(nn.Module):
         self.linear_out = slice_linear(self.linear_out, in_keep=v_keep)
         self.query_dropout = NoDropout(sum(self.qk_dims))
         self.value_dropout = NoDropout(sum(self.v_dims))
-        self._set_slots()
