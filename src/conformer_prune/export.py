@@ -394,6 +394,7 @@ def export_checkpoint(
     verify_batches: int = 1,
     overwrite: bool = False,
     torchscript: bool = False,
+    onnx: bool = False,
 ) -> dict:
     """Compact, verify and write a training checkpoint as a stock-code model; returns the report.
 
@@ -408,6 +409,7 @@ def export_checkpoint(
         verify_batches: evaluation batches to verify on.
         overwrite: replace a non-empty ``out_dir``.
         torchscript: also write ``model.torchscript.pt`` (traced; checked against eager).
+        onnx: also write ONNX graphs (:mod:`conformer_prune.onnx_export`; verified with ONNX Runtime).
 
     Returns:
         The ``report.json`` content (see ``conf/export.yaml`` for a description of its keys).
@@ -465,6 +467,12 @@ def export_checkpoint(
     verification["source"] = source
 
     traced = to_torchscript(stock, input_dim, atol) if torchscript else None
+    onnx_graphs, onnx_report = {}, None
+    if onnx:
+        from conformer_prune.onnx_export import to_onnx, verify_onnx
+
+        onnx_graphs = to_onnx(stock, input_dim)
+        onnx_report = verify_onnx(stock, onnx_graphs, batches, tokenizer, atol, input_dim)
     weights = _safetensors_bytes(stock)
     macs_before = macs_per_second(masked, input_dim, MAC_REFERENCE_SECONDS)
     macs_after = macs_per_second(stock, input_dim, MAC_REFERENCE_SECONDS)
@@ -486,6 +494,7 @@ def export_checkpoint(
         "frames_per_second": FRAMES_PER_SECOND,
         "max_abs_diff": verification["max_abs_diff"],
         "verification": verification,
+        **({"onnx": onnx_report} if onnx_report else {}),
         "file_bytes": {
             "checkpoint": ckpt_file.stat().st_size,
             "weights_before": len(_safetensors_bytes(masked)),
@@ -502,7 +511,7 @@ def export_checkpoint(
         "weights": WEIGHTS_FILE,
         "tokenizer": TOKENIZER_FILE,
     }
-    _write(out_dir, overwrite, config, weights, tokenizer.model_bytes, report, traced)
+    _write(out_dir, overwrite, config, weights, tokenizer.model_bytes, report, traced, onnx_graphs)
     for text in notes:
         log.warning("export note: %s", text)
     log.info(
@@ -529,6 +538,7 @@ def _write(
     tokenizer_bytes: bytes,
     report: dict,
     traced: torch.jit.ScriptModule | None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> None:
     """Write every file into a temporary sibling directory, then move it to ``out_dir``."""
     import yaml
@@ -545,6 +555,9 @@ def _write(
                 warnings.simplefilter("ignore", FutureWarning)
                 torch.jit.save(traced, str(tmp / TORCHSCRIPT_FILE))
             report["file_bytes"]["torchscript"] = (tmp / TORCHSCRIPT_FILE).stat().st_size
+        for name, data in (extra_files or {}).items():  # e.g. the ONNX graphs
+            (tmp / name).write_bytes(data)
+            report["file_bytes"][name] = len(data)
         text = json.dumps(report, indent=2)
         text = re.sub(r"\[\s*(-?\d+),\s*(-?\d+)\s*\]", r"[\1, \2]", text)  # [kept, total] pairs on one line
         (tmp / REPORT_FILE).write_text(text + "\n")
@@ -569,4 +582,5 @@ def export(cfg: DictConfig) -> dict:
         verify_batches=int(cfg.get("verify_batches", 1)),
         overwrite=bool(cfg.get("overwrite", False)),
         torchscript=bool(cfg.get("torchscript", False)),
+        onnx=bool(cfg.get("onnx", False)),
     )

@@ -146,6 +146,8 @@ class RelPositionMultiHeadAttention(nn.Module):
         k = self.linear_k(x)  # (B, T, Sq)
         p = self.linear_pos(pos_emb)  # (2T-1, Sq)
         v = self.value_dropout(self.linear_v(x))  # (B, T, Sv)
+        if not _tracing() and not bool(key_padding_mask.any()):  # e.g. one utterance: no pass to mask
+            key_padding_mask = None
         if self._uniform_heads():
             out = self._attend_batched(q_u, q_v, k, p, v, key_padding_mask)
         else:
@@ -155,12 +157,15 @@ class RelPositionMultiHeadAttention(nn.Module):
     def _uniform_heads(self) -> bool:
         return len(set(self.qk_dims)) == 1 and len(set(self.v_dims)) == 1 and self.qk_dims[0] > 0
 
-    def _softmax(self, scores: Tensor, key_padding_mask: Tensor) -> Tensor:
-        """Masked softmax over keys of ``(B, ..., T, T)`` scores (in place: they are a fresh tensor)."""
-        pad = key_padding_mask.view(key_padding_mask.size(0), *[1] * (scores.dim() - 2), -1)  # (B, 1.., T)
-        return self.attention_dropout(scores.masked_fill_(pad, float("-inf")).softmax(-1))
+    def _softmax(self, scores: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+        """Softmax over keys of ``(B, ..., T, T)`` scores, padded keys (True in ``(B, T)``) masked in place
+        (the scores are a fresh tensor); ``None``: nothing padded."""
+        if key_padding_mask is not None:
+            pad = key_padding_mask.view(key_padding_mask.size(0), *[1] * (scores.dim() - 2), -1)  # (B, 1.., T)
+            scores = scores.masked_fill_(pad, float("-inf"))
+        return self.attention_dropout(scores.softmax(-1))
 
-    def _attend_batched(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, pad: Tensor) -> Tensor:
+    def _attend_batched(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, pad: Tensor | None) -> Tensor:
         """All ``H`` heads of one width in batched matmuls: ``(B, T, Sq)`` x3, ``(2T-1, Sq)``, ``(B, T, Sv)``
         → ``(B, T, Sv)``."""
         b, t, _ = q_u.shape
@@ -176,7 +181,7 @@ class RelPositionMultiHeadAttention(nn.Module):
         out = attn @ v.view(b, t, h, dv).transpose(1, 2)  # (B, H, T, dv)
         return out.transpose(1, 2).reshape(b, t, h * dv)
 
-    def _attend_per_head(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, pad: Tensor) -> Tensor:
+    def _attend_per_head(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, pad: Tensor | None) -> Tensor:
         """Heads of different widths (a compacted model), one at a time on slices of the projections.
 
         Each head's slices are strided views, so nothing is copied or zero-padded: the matmuls do exactly
@@ -192,7 +197,9 @@ class RelPositionMultiHeadAttention(nn.Module):
             else:
                 by_offset = q_v[..., qs] @ p[:, qs].t()  # (B, T, 2T-1)
                 by_key = rel_shift(by_offset) if _tracing() else rel_shift_view(by_offset)  # (B, T, T)
-                scores = torch.baddbmm(by_key, q_u[..., qs], k[..., qs].transpose(1, 2), beta=self.scale, alpha=self.scale)
+                scores = torch.baddbmm(
+                    by_key, q_u[..., qs], k[..., qs].transpose(1, 2), beta=self.scale, alpha=self.scale
+                )
             outs.append(self._softmax(scores, pad) @ v[..., vs])  # (B, T, dv)
         return torch.cat(outs, dim=-1)  # (B, T, Sv)
 
