@@ -14,12 +14,14 @@ After compaction heads may have different widths (``qk_dims``/``v_dims`` per hea
 ``1/sqrt(d_head)`` scale is kept. A head with no value dim left is removed; a head with no query dim
 left attends uniformly. Heads of one width run in batched matmuls; heads of different widths run one
 at a time on strided slices of the projections, so a compacted model does exactly its own
-multiply-accumulates (no zero-padded slots) and copies nothing (on CPU this is also faster than
-batching: each head's ``(B, T, T)`` scores stay in cache).
+multiply-accumulates (no zero-padded slots) and copies nothing. On CPU every model runs one head at a
+time (measured 1.3-1.5x faster than batching heads, inference and training: no head-major copies, and
+each head's ``(B, T, T)`` scores stay in cache); on an accelerator heads of one width are batched.
 
 Fewer passes over the ``T x T`` scores: the relative shift of the position scores is a strided view
 (:func:`rel_shift_view`; a copy only while tracing), the content scores are added to it inside the
-matmul (``baddbmm`` with the scale folded in) and the padding mask is filled in place.
+matmul (``baddbmm`` with the scale folded in), the padding mask is added (its gradient is free) and
+skipped when nothing is padded.
 
 Shapes: ``B`` batch, ``T`` frames, ``D`` model dim, ``H`` heads, ``Sq``/``Sv`` total query/value dims.
 """
@@ -140,34 +142,44 @@ class RelPositionMultiHeadAttention(nn.Module):
         if not self.v_dims:  # every head pruned: only the output bias is left
             return self.linear_out(x.new_zeros(b, t, 0))
         q = self.linear_q(x)  # (B, T, Sq)
-        mask = self.query_dropout.mask_like(q)
-        q_u = (q + self.pos_bias_u) * mask
-        q_v = (q + self.pos_bias_v) * mask
+        if isinstance(self.query_dropout, NoDropout):  # compacted or no strategy: no mask pass
+            q_u, q_v = q + self.pos_bias_u, q + self.pos_bias_v
+        else:
+            mask = self.query_dropout.mask_like(q)
+            q_u, q_v = (q + self.pos_bias_u) * mask, (q + self.pos_bias_v) * mask
         k = self.linear_k(x)  # (B, T, Sq)
         p = self.linear_pos(pos_emb)  # (2T-1, Sq)
         v = self.value_dropout(self.linear_v(x))  # (B, T, Sv)
-        if not _tracing() and not bool(key_padding_mask.any()):  # e.g. one utterance: no pass to mask
-            key_padding_mask = None
-        if self._uniform_heads():
-            out = self._attend_batched(q_u, q_v, k, p, v, key_padding_mask)
+        neg = None  # additive key mask: its backward is free, unlike masked_fill's
+        if _tracing() or bool(key_padding_mask.any()):  # one utterance (or none padded): no mask pass
+            neg = x.new_zeros(b, 1, t).masked_fill_(key_padding_mask[:, None, :], float("-inf"))  # (B, 1, T)
+        if self._uniform_heads() and x.device.type != "cpu":  # on CPU one head at a time is faster (below)
+            out = self._attend_batched(q_u, q_v, k, p, v, neg)
         else:
-            out = self._attend_per_head(q_u, q_v, k, p, v, key_padding_mask)
+            out = self._attend_per_head(q_u, q_v, k, p, v, neg)
         return self.linear_out(out)  # (B, T, D)
 
     def _uniform_heads(self) -> bool:
         return len(set(self.qk_dims)) == 1 and len(set(self.v_dims)) == 1 and self.qk_dims[0] > 0
 
-    def _softmax(self, scores: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        """Softmax over keys of ``(B, ..., T, T)`` scores, padded keys (True in ``(B, T)``) masked in place
-        (the scores are a fresh tensor); ``None``: nothing padded."""
-        if key_padding_mask is not None:
-            pad = key_padding_mask.view(key_padding_mask.size(0), *[1] * (scores.dim() - 2), -1)  # (B, 1.., T)
-            scores = scores.masked_fill_(pad, float("-inf"))
-        return self.attention_dropout(scores.softmax(-1))
+    def _scores(self, by_offset: Tensor, q_u: Tensor, k_t: Tensor, neg: Tensor | None) -> Tensor:
+        """``((q_u k^T) + shift(by_offset) + neg) * scale`` in two passes over ``(N, T, T)``.
 
-    def _attend_batched(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, pad: Tensor | None) -> Tensor:
+        Args:
+            by_offset: ``(N, T, 2T-1)`` position scores by offset (contiguous).
+            q_u: ``(N, T, d)``; k_t: ``(N, d, T)``.
+            neg: additive key mask broadcastable to ``(N, T, T)`` (0 or -inf), or ``None``.
+        """
+        by_key = rel_shift(by_offset) if _tracing() else rel_shift_view(by_offset)  # (N, T, T)
+        if neg is None:
+            return torch.baddbmm(by_key, q_u, k_t, beta=self.scale, alpha=self.scale)
+        scores = by_key + neg.to(by_key.dtype)  # a fresh tensor to accumulate into (-inf * scale = -inf)
+        # in place, so no autocast: cast by hand (a no-op in fp32)
+        return scores.baddbmm_(q_u.to(scores.dtype), k_t.to(scores.dtype), beta=self.scale, alpha=self.scale)
+
+    def _attend_batched(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, neg: Tensor | None) -> Tensor:
         """All ``H`` heads of one width in batched matmuls: ``(B, T, Sq)`` x3, ``(2T-1, Sq)``, ``(B, T, Sv)``
-        → ``(B, T, Sv)``."""
+        and a ``(B, 1, T)`` additive key mask → ``(B, T, Sv)``."""
         b, t, _ = q_u.shape
         h, dk, dv = self.num_heads, self.qk_dims[0], self.v_dims[0]
         q_u = q_u.view(b, t, h, dk).transpose(1, 2).reshape(b * h, t, dk)  # (B*H, T, dk)
@@ -175,32 +187,34 @@ class RelPositionMultiHeadAttention(nn.Module):
         k = k.view(b, t, h, dk).permute(0, 2, 3, 1).reshape(b * h, dk, t)  # (B*H, dk, T)
         p = p.view(-1, h, dk).permute(1, 2, 0)  # (H, dk, 2T-1)
         by_offset = (q_v @ p).view(b * h, t, 2 * t - 1)  # (B*H, T, 2T-1)
-        by_key = rel_shift(by_offset) if _tracing() else rel_shift_view(by_offset)  # (B*H, T, T)
-        scores = torch.baddbmm(by_key, q_u, k, beta=self.scale, alpha=self.scale).view(b, h, t, t)
-        attn = self._softmax(scores, pad)  # (B, H, T, T)
-        out = attn @ v.view(b, t, h, dv).transpose(1, 2)  # (B, H, T, dv)
+        neg = None if neg is None else neg.repeat_interleave(h, dim=0)  # (B*H, 1, T)
+        attn = self.attention_dropout(self._scores(by_offset, q_u, k, neg).softmax(-1))  # (B*H, T, T)
+        out = attn.view(b, h, t, t) @ v.view(b, t, h, dv).transpose(1, 2)  # (B, H, T, dv)
         return out.transpose(1, 2).reshape(b, t, h * dv)
 
-    def _attend_per_head(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, pad: Tensor | None) -> Tensor:
-        """Heads of different widths (a compacted model), one at a time on slices of the projections.
+    def _attend_per_head(self, q_u: Tensor, q_v: Tensor, k: Tensor, p: Tensor, v: Tensor, neg: Tensor | None) -> Tensor:
+        """One head at a time on views of the projections (arguments as :meth:`_attend_batched`).
 
-        Each head's slices are strided views, so nothing is copied or zero-padded: the matmuls do exactly
-        the head's own multiply-accumulates. A head with no query dim left attends uniformly.
+        The heads' slices come from ``split``, so nothing is copied or zero-padded (the matmuls do exactly
+        each head's own multiply-accumulates) and the backward pass concatenates the heads' gradients once.
+        A head with no query dim left attends uniformly.
         """
         b, t, _ = q_u.shape
-        outs, q_start, v_start = [], 0, 0
-        for dk, dv in zip(self.qk_dims, self.v_dims):
-            qs, vs = slice(q_start, q_start + dk), slice(v_start, v_start + dv)
-            q_start, v_start = q_start + dk, v_start + dv
+        heads = zip(
+            q_u.split(self.qk_dims, -1),
+            q_v.split(self.qk_dims, -1),
+            k.split(self.qk_dims, -1),
+            p.split(self.qk_dims, -1),
+            v.split(self.v_dims, -1),
+            self.qk_dims,
+        )
+        outs = []
+        for q_u_h, q_v_h, k_h, p_h, v_h, dk in heads:  # (B, T, dk) x3, (2T-1, dk), (B, T, dv)
             if dk == 0:
-                scores = q_u.new_zeros(b, t, t)
+                scores = q_u.new_zeros(b, t, t) if neg is None else neg.expand(b, t, t).contiguous()
             else:
-                by_offset = q_v[..., qs] @ p[:, qs].t()  # (B, T, 2T-1)
-                by_key = rel_shift(by_offset) if _tracing() else rel_shift_view(by_offset)  # (B, T, T)
-                scores = torch.baddbmm(
-                    by_key, q_u[..., qs], k[..., qs].transpose(1, 2), beta=self.scale, alpha=self.scale
-                )
-            outs.append(self._softmax(scores, pad) @ v[..., vs])  # (B, T, dv)
+                scores = self._scores(q_v_h @ p_h.t(), q_u_h, k_h.transpose(1, 2), neg)  # (B, T, T)
+            outs.append(self.attention_dropout(scores.softmax(-1)) @ v_h)  # (B, T, dv)
         return torch.cat(outs, dim=-1)  # (B, T, Sv)
 
     @torch.no_grad()
