@@ -8,7 +8,8 @@ information, with the quickstart's adaptive dropout at every site; ``--bf16`` ad
 ``torch.autocast("cpu", torch.bfloat16)`` (what ``trainer.precision=bf16-mixed`` runs).
 
 The variants alternate step by step (so drifting machine load hits all alike) after warm-up; each figure
-is the median of ``--steps`` steps, wall clock. The last line is
+is the median of ``--steps`` steps (wall clock, or ``--clock cpu``: the thread's CPU time, robust to a
+loaded machine at ``--threads 1``). The last line is
 ``ratio=<torchaudio / ours (fp32, no strategy)>`` for the last preset (goal: >= 1.3).
 
     .venv/bin/python benchmarks/bench_train_step.py --threads 2 --steps 10
@@ -102,17 +103,19 @@ def build_variants(
     return variants
 
 
-def train_step(net: nn.Module, autocast: Callable, x: Tensor, lens: Tensor) -> float:
+def train_step(net: nn.Module, autocast: Callable, x: Tensor, lens: Tensor, clock: Callable[[], float]) -> float:
     """Seconds of one forward + backward (gradients cleared first, outside the timing)."""
     net.zero_grad(set_to_none=True)
-    start = time.perf_counter()
+    start = clock()
     with autocast():
         out = net(x, lens)
     out.float().square().mean().backward()
-    return time.perf_counter() - start
+    return clock() - start
 
 
-def compare(preset: str, batch: int, seconds: float, steps: int, warmup: int, bf16: bool) -> dict[str, list[float]]:
+def compare(
+    preset: str, batch: int, seconds: float, steps: int, warmup: int, bf16: bool, clock: Callable[[], float]
+) -> dict[str, list[float]]:
     """Interleaved step times per variant (seconds)."""
     variants = build_variants(preset, bf16)
     d_model = preset_args(preset)["d_model"]
@@ -124,7 +127,7 @@ def compare(preset: str, batch: int, seconds: float, steps: int, warmup: int, bf
     times: dict[str, list[float]] = {name: [] for name in variants}
     for i in range(warmup + steps):
         for name, (net, autocast) in variants.items():
-            elapsed = train_step(net, autocast, x, lens)
+            elapsed = train_step(net, autocast, x, lens, clock)
             if i >= warmup:
                 times[name].append(elapsed)
     return times
@@ -139,16 +142,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: the thread's CPU time (robust to load; --threads 1)",
+    )
     args = parser.parse_args()
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     ratio = float("nan")
     for preset in args.presets.split(","):
-        times = compare(preset, args.batch, args.seconds, args.steps, args.warmup, args.bf16)
+        times = compare(preset, args.batch, args.seconds, args.steps, args.warmup, args.bf16, clock)
         median = {k: statistics.median(v) for k, v in times.items()}
         load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
         print(
             f"preset={preset} threads={torch.get_num_threads()} batch={args.batch}x{args.seconds:g}s "
-            f"steps={args.steps} loadavg={' '.join(load)} torch={torch.__version__}"
+            f"steps={args.steps} clock={args.clock} loadavg={' '.join(load)} torch={torch.__version__}"
         )
         for name, values in times.items():
             print(

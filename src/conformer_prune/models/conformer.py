@@ -177,10 +177,10 @@ class ConformerBlock(nn.Module):
 
     def forward(self, x: Tensor, pos_emb: Tensor, pad_mask: Tensor) -> Tensor:
         """``(B, T, D)`` with ``(2T-1, D)`` position embeddings and a ``(B, T)`` pad mask → ``(B, T, D)``."""
-        x = x + 0.5 * self.ffn1(x)
+        x = torch.add(x, self.ffn1(x), alpha=0.5)  # x + ½·FFN(x) in one pass
         x = x + self.attn_dropout(self.attn(self.attn_norm(x), pos_emb, pad_mask))
         x = x + self.conv(x, pad_mask)
-        x = x + 0.5 * self.ffn2(x)
+        x = torch.add(x, self.ffn2(x), alpha=0.5)
         return self.final_norm(x)
 
     def sites(self) -> dict[str, UnitDropout]:
