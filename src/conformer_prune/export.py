@@ -16,7 +16,8 @@ Nothing is written until the model has been verified:
    (CTC log-probabilities, transducer encoder output) over valid frames must be ``<= atol`` and the
    greedy transcripts identical, or the export is refused;
 5. write ``config.yaml``, ``model.safetensors``, ``tokenizer.model``, ``report.json`` (and optionally
-   ``model.torchscript.pt``) into a temporary directory next to ``out_dir`` and move it into place.
+   ``model.torchscript.pt`` and the ONNX graphs of :mod:`conformer_prune.onnx_export`, verified with
+   ONNX Runtime) into a temporary directory next to ``out_dir`` and move it into place.
 
 A model trained without a pruning strategy (e.g. ``dropout=standard``) exports dense, with a note.
 ``scripts/export.py`` is a three-line ``@hydra.main`` around :func:`export`.
