@@ -151,7 +151,8 @@ class RelPositionMultiHeadAttention(nn.Module):
         p = self.linear_pos(pos_emb)  # (2T-1, Sq)
         v = self.value_dropout(self.linear_v(x))  # (B, T, Sv)
         neg = None  # additive key mask: its backward is free, unlike masked_fill's
-        if _tracing() or bool(key_padding_mask.any()):  # one utterance (or none padded): no mask pass
+        # on CPU, one utterance (or none padded) needs no mask pass; elsewhere asking would cost a device sync
+        if _tracing() or x.device.type != "cpu" or bool(key_padding_mask.any()):
             neg = x.new_zeros(b, 1, t).masked_fill_(key_padding_mask[:, None, :], float("-inf"))  # (B, 1, T)
         if self._uniform_heads() and x.device.type != "cpu":  # on CPU one head at a time is faster (below)
             out = self._attend_batched(q_u, q_v, k, p, v, neg)

@@ -84,3 +84,17 @@ def test_bf16_autocast_runs_forward_and_backward_close_to_fp32() -> None:
     out.float().square().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in attn.parameters())
     torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.05)
+
+
+def test_bf16_autocast_batched_heads_match_per_head() -> None:
+    """The accelerator path (batched heads) under autocast, checked on CPU against the per-head path."""
+    torch.manual_seed(3)
+    attn = RelPositionMultiHeadAttention(32, 4, attention_dropout=0.0)
+    x, pos, pad = attention_inputs()
+    neg = torch.zeros(3, 1, 11).masked_fill_(pad[:, None, :], float("-inf"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q = attn.linear_q(x)
+        args = (q + attn.pos_bias_u, q + attn.pos_bias_v, attn.linear_k(x), attn.linear_pos(pos), attn.linear_v(x))
+        batched, per_head = attn._attend_batched(*args, neg), attn._attend_per_head(*args, neg)
+    assert torch.isfinite(batched.float()).all()
+    torch.testing.assert_close(batched.float(), per_head.float(), atol=0.03, rtol=0.03)
