@@ -17,12 +17,16 @@ the pair of models:
 
 Both models run the same random features (``batch`` utterances of ``seconds``) in the same process
 with ``threads`` intra-op threads, alternating, after warm-up; each figure is the median of ``runs``
-timings. The real-time factor is seconds of compute per second of audio. The last line is
-``speedup=<dense / compacted time> flop_bound=<dense / compacted MACs>``. Nothing is written.
+timings. The real-time factor is seconds of compute per second of audio. ``onnx=true`` also times the
+compacted model exported to ONNX and run by ONNX Runtime (same threads), and ``profile=true`` prints the
+per-module-group time and MACs of both models (:func:`conformer_prune.speed.module_profile`;
+``clock=cpu`` times with the thread's CPU time, robust to a loaded machine at ``threads=1``). The last
+line is ``speedup=<dense / compacted time> flop_bound=<dense / compacted MACs>``. Nothing is written.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Mapping
@@ -41,6 +45,7 @@ from conformer_prune.inference import load_model
 from conformer_prune.models import ConformerEncoder
 from conformer_prune.models.ctc import CTCModel
 from conformer_prune.pruning.compact import FRAMES_PER_SECOND, compact_copy, count_params, encoder_of, macs_per_second
+from conformer_prune.speed import group_macs, interleaved_times, module_profile, profile_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_GROUPS = {"ffn": ("ffn1", "ffn2"), "query": ("query",), "value": ("value",), "conv": ("conv",)}
@@ -108,10 +113,8 @@ def exported_pair(export_dir: str, ckpt: str) -> tuple[nn.Module, nn.Module, int
 
 
 @torch.no_grad()
-def time_once(net: nn.Module, features: torch.Tensor, lens: torch.Tensor) -> float:
-    start = time.perf_counter()
+def forward(net: nn.Module, features: torch.Tensor, lens: torch.Tensor) -> None:
     net(features, lens)
-    return time.perf_counter() - start
 
 
 @hydra.main(config_path="../conf", config_name="bench_inference", version_base="1.3")
@@ -139,13 +142,16 @@ def run(args: DictConfig) -> None:
     frames = int(round(args.seconds * FRAMES_PER_SECOND))
     features = torch.randn(args.batch, frames, input_dim, generator=torch.Generator().manual_seed(args.seed))
     lens = torch.full((args.batch,), frames)
-    for _ in range(args.warmup):
-        time_once(dense, features, lens)
-        time_once(compact, features, lens)
-    times: dict[str, list[float]] = {"dense": [], "compact": []}
-    for _ in range(args.runs):  # alternate, so drifting machine load hits both alike
-        times["dense"].append(time_once(dense, features, lens))
-        times["compact"].append(time_once(compact, features, lens))
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    models = {"dense": dense, "compact": compact}
+    runners = {name: functools.partial(forward, net, features, lens) for name, net in models.items()}
+    if args.onnx:
+        from conformer_prune.onnx_export import OnnxModel, to_onnx
+
+        onnx_models = {name: OnnxModel(to_onnx(net, input_dim), net, args.threads) for name, net in models.items()}
+        runners["onnx_dense"] = lambda: onnx_models["dense"](features, lens)
+        runners["onnx"] = lambda: onnx_models["compact"](features, lens)
+    times = interleaved_times(runners, args.runs, args.warmup, clock)  # alternating: load hits all alike
     median = {k: statistics.median(v) for k, v in times.items()}
     audio = args.batch * args.seconds
     macs = {
@@ -167,9 +173,22 @@ def run(args: DictConfig) -> None:
     heads = [layer.attn.num_heads for layer in encoder_of(compact).layers]
     print(f"heads per layer after compaction: {heads}")
     print(f"MACs per second of audio: dense {macs['dense'] / 1e6:.1f}M -> compact {macs['compact'] / 1e6:.1f}M")
-    for name in ("dense", "compact"):
+    for name in times:
         runs = ", ".join(f"{t * 1e3:.1f}" for t in sorted(times[name]))
         print(f"{name:8s} RTF {median[name] / audio:.4f} (median of {args.runs} runs, ms: {runs})")
+    if args.onnx:
+        print(
+            f"ONNX Runtime: compact {median['compact'] / median['onnx']:.2f}x PyTorch compact; "
+            f"speedup onnx_dense / onnx = {median['onnx_dense'] / median['onnx']:.2f}"
+        )
+    if args.profile:
+        nets = {"dense": dense, "compact": compact}
+        profile = module_profile(nets, features, lens, args.runs, args.warmup, clock)
+        groups = {name: group_macs(net, features, lens) for name, net in nets.items()}
+        print(f"per module group, median of {args.runs} interleaved runs ({args.clock} clock):")
+        print(profile_table(profile, groups, base="dense"))
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
+    print(f"load average: {load} (a shared, loaded machine: read ratios, not absolute times)")
     speedup = median["dense"] / median["compact"]
     bound = macs["dense"] / macs["compact"]
     print(f"speedup / flop_bound = {speedup / bound:.2f}")

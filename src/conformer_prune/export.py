@@ -16,7 +16,8 @@ Nothing is written until the model has been verified:
    max absolute difference of the outputs (CTC log-probabilities, transducer encoder output) over
    valid frames must be ``<= atol`` and the greedy transcripts identical, or the export is refused;
 5. write ``config.yaml``, ``model.safetensors``, ``tokenizer.model``, ``report.json`` (and optionally
-   ``model.torchscript.pt``) into a temporary directory next to ``out_dir`` and move it into place.
+   ``model.torchscript.pt`` and the ONNX graphs of :mod:`conformer_prune.onnx_export`, verified with
+   ONNX Runtime) into a temporary directory next to ``out_dir`` and move it into place.
 
 The export is self-contained for evaluation: ``config.yaml`` names the data the model was trained and
 tested on (``data``, a :mod:`conformer_prune.data.record` record) and the decoder its run was evaluated
@@ -62,6 +63,7 @@ from conformer_prune.inference import (
 )
 from conformer_prune.models.ctc import CTCModel, ctc_greedy_ids
 from conformer_prune.models.transducer import TransducerModel
+from conformer_prune.onnx_export import CTC_FILES, TRANSDUCER_FILES
 from conformer_prune.pruning.compact import (
     FRAMES_PER_SECOND,
     compact_copy,
@@ -424,7 +426,11 @@ def to_torchscript(net: nn.Module, input_dim: int, atol: float = 1e-4) -> torch.
 
 
 # -- export -----------------------------------------------------------------------------------------
-EXPORT_FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, REPORT_FILE, TORCHSCRIPT_FILE, LM_FILE, LEXICON_FILE)
+EXPORT_FILES = (
+    *(CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, REPORT_FILE, TORCHSCRIPT_FILE, LM_FILE, LEXICON_FILE),
+    *CTC_FILES,
+    *TRANSDUCER_FILES,
+)
 """Every file an export directory may hold; ``overwrite=true`` removes these and nothing else."""
 
 
@@ -511,6 +517,7 @@ def export_checkpoint(
     overwrite: bool = False,
     torchscript: bool = False,
     allow_generated: bool = False,
+    onnx: bool = False,
 ) -> dict:
     """Compact, verify and write a training checkpoint as a stock-code model; returns the report.
 
@@ -527,6 +534,7 @@ def export_checkpoint(
         torchscript: also write ``model.torchscript.pt`` (traced; checked against eager).
         allow_generated: verify on generated features (with a note) when no real utterance can be read;
             otherwise that refuses the export.
+        onnx: also write ONNX graphs (:mod:`conformer_prune.onnx_export`; verified with ONNX Runtime).
 
     Returns:
         The ``report.json`` content (see ``conf/export.yaml`` for a description of its keys).
@@ -583,6 +591,12 @@ def export_checkpoint(
     verification["source"] = source
 
     traced = to_torchscript(stock, input_dim, atol) if torchscript else None
+    onnx_graphs, onnx_report = {}, None
+    if onnx:
+        from conformer_prune.onnx_export import to_onnx, verify_onnx
+
+        onnx_graphs = to_onnx(stock, input_dim)
+        onnx_report = verify_onnx(stock, onnx_graphs, batches, tokenizer, atol, input_dim)
     weights = _safetensors_bytes(stock)
     macs_before = macs_per_second(masked, input_dim, MAC_REFERENCE_SECONDS)
     macs_after = macs_per_second(stock, input_dim, MAC_REFERENCE_SECONDS)
@@ -604,6 +618,7 @@ def export_checkpoint(
         "frames_per_second": FRAMES_PER_SECOND,
         "max_abs_diff": verification["max_abs_diff"],
         "verification": verification,
+        **({"onnx": onnx_report} if onnx_report else {}),
         "file_bytes": {
             "checkpoint": ckpt_file.stat().st_size,
             "weights_before": len(_safetensors_bytes(masked)),
@@ -630,7 +645,7 @@ def export_checkpoint(
         "tokenizer": TOKENIZER_FILE,
         "data": data_record,  # what the model was trained and tested on (conformer_prune.data.record)
     }
-    _write(out_dir, overwrite, config, weights, tokenizer.model_bytes, report, traced, decoder_files)
+    _write(out_dir, overwrite, config, weights, tokenizer.model_bytes, report, traced, {**decoder_files, **onnx_graphs})
     for text in notes:
         log.warning("export note: %s", text)
     log.info(
@@ -686,6 +701,9 @@ def _write(
                 warnings.simplefilter("ignore", FutureWarning)
                 torch.jit.save(traced, str(tmp / TORCHSCRIPT_FILE))
             report["file_bytes"]["torchscript"] = (tmp / TORCHSCRIPT_FILE).stat().st_size
+        for name, data in (extra_files or {}).items():  # e.g. the ONNX graphs
+            (tmp / name).write_bytes(data)
+            report["file_bytes"][name] = len(data)
         text = json.dumps(report, indent=2)
         text = re.sub(r"\[\s*(-?\d+),\s*(-?\d+)\s*\]", r"[\1, \2]", text)  # [kept, total] pairs on one line
         (tmp / REPORT_FILE).write_text(text + "\n")
@@ -713,4 +731,5 @@ def export(cfg: DictConfig) -> dict:
         overwrite=bool(cfg.get("overwrite", False)),
         torchscript=bool(cfg.get("torchscript", False)),
         allow_generated=bool(cfg.get("allow_generated", False)),
+        onnx=bool(cfg.get("onnx", False)),
     )

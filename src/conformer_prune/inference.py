@@ -47,16 +47,25 @@ EXPORT_FORMAT = "conformer-prune-export/1"
 SAFE_PREFIXES: tuple[str, ...] = ("conformer_prune.",)
 DECODER_FILE_KEYS: tuple[str, ...] = ("lm_path", "lexicon_words")
 """Decoder arguments that may name a file of the export directory (``lm.arpa``, ``lexicon.txt``)."""
+
+BACKENDS = ("torch", "onnx")
 _NODE_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
 
 
 @torch.no_grad()
-def transcribe_features(net: nn.Module, features: Tensor, feature_lens: Tensor, decoder: Decoder) -> list[str]:
+def transcribe_features(
+    net: nn.Module,
+    features: Tensor,
+    feature_lens: Tensor,
+    decoder: Decoder,
+    encode: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+) -> list[str]:
     """Encode ``(B, T, F)`` features and decode them to text.
 
     CTC decoders take ``(log_probs (B,T,V) on CPU, lens)``; transducer decoders take ``(net, enc, lens)``.
+    ``encode`` replaces ``net``'s forward pass (e.g. an ONNX Runtime session); decoding still uses ``net``.
     """
-    out, out_lens = net(features, feature_lens)
+    out, out_lens = (encode or net)(features, feature_lens)
     if isinstance(net, TransducerModel):
         return decoder(net, out, out_lens)
     return decoder(out.float().cpu(), out_lens.cpu())
@@ -141,6 +150,7 @@ class LoadedModel:
         decoder: text decoder (see :func:`transcribe_features`); greedy unless asked otherwise.
         config: the export's ``config.yaml`` as a dict.
         path: the export directory.
+        encode: what runs the forward pass instead of ``net`` (the ONNX Runtime backend); ``None``: ``net``.
     """
 
     net: nn.Module
@@ -149,6 +159,7 @@ class LoadedModel:
     decoder: Decoder
     config: dict = field(repr=False)
     path: Path | None = None
+    encode: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = field(default=None, repr=False)
 
     @property
     def sample_rate(self) -> int:
@@ -199,7 +210,7 @@ class LoadedModel:
             return []
         lens = torch.tensor([f.size(0) for f in features])
         batch = nn.utils.rnn.pad_sequence(list(features), batch_first=True)  # (B, T, F)
-        return transcribe_features(self.net, batch.to(self.device), lens.to(self.device), self.decoder)
+        return transcribe_features(self.net, batch.to(self.device), lens.to(self.device), self.decoder, self.encode)
 
     def transcribe(self, waveform: Tensor | np.ndarray, sample_rate: int) -> str:
         """Transcribe one waveform ``(N,)`` or ``(C, N)`` at ``sample_rate``."""
@@ -254,13 +265,17 @@ def build_decoder(
     return instantiate_node(node)(tokenizer=tokenizer)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", decoder: str | None = None) -> LoadedModel:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", decoder: str | None = None, backend: str = "torch"
+) -> LoadedModel:
     """Load an export directory: network (eval mode), tokenizer, feature extractor and decoder.
 
     Args:
         path: directory written by :func:`conformer_prune.export.export_checkpoint`.
         device: where the network runs.
         decoder: a name from ``config.yaml``'s ``decoding`` section (``None``: its ``default``, greedy).
+        backend: ``"torch"``, or ``"onnx"``: the forward pass runs the export's ONNX graphs with ONNX
+            Runtime on CPU (written with ``scripts/export.py ... onnx=true``), torch's thread count.
 
     Raises:
         ValueError: a file is missing, unreadable or does not match the config; the message names it.
@@ -270,6 +285,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", decoder: st
 
     from conformer_prune.data.tokenizer import Tokenizer
 
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     root = Path(path)
     config = read_export_config(root)
     net = build_net(config)
@@ -298,7 +315,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", decoder: st
         raise ValueError(f"{root / CONFIG_FILE} has no `features` section: re-export from a training checkpoint")
     extractor = instantiate_node(dict(config["features"]))
     extractor.eval()
-    return LoadedModel(net, tokenizer, extractor, build_decoder(config, tokenizer, decoder, root), config, root)
+    encode = None
+    if backend == "onnx":
+        from conformer_prune.onnx_export import load_onnx
+
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"backend=onnx runs on CPU, got device={device}")
+        encode = load_onnx(root, net, threads=torch.get_num_threads())
+    return LoadedModel(net, tokenizer, extractor, build_decoder(config, tokenizer, decoder, root), config, root, encode)
 
 
 # -- command line (scripts/transcribe.py) ---------------------------------------------------------
@@ -328,7 +352,7 @@ def transcribe_files(cfg: Any, out: IO[str] | None = None) -> int:
 
     Args:
         cfg: ``model_path``, ``audio`` (a path or list of paths), ``decoder`` (name or null),
-            ``device``, ``batch_size``, ``threads`` (null: torch's default).
+            ``device``, ``batch_size``, ``threads`` (null: torch's default), ``backend`` (``torch`` | ``onnx``).
         out: where the transcript lines go (default ``sys.stdout``).
 
     Returns:
@@ -344,7 +368,12 @@ def transcribe_files(cfg: Any, out: IO[str] | None = None) -> int:
     batch_size = int(cfg.get("batch_size") or 1)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    model = load_model(cfg.model_path, device=cfg.get("device") or "cpu", decoder=cfg.get("decoder"))
+    model = load_model(
+        cfg.model_path,
+        device=cfg.get("device") or "cpu",
+        decoder=cfg.get("decoder"),
+        backend=cfg.get("backend") or "torch",
+    )
     failed = 0
     for start in range(0, len(paths), batch_size):
         names, feats = [], []

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from conformer_prune.decoders import build_decoders
 from conformer_prune.errors import UserError, user_error
 from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE, evaluate_net, flatten_results, split_utterance_errors
+from conformer_prune.precision import training_precision
 from conformer_prune.pruning.compact import count_params, encoder_of, macs_per_second, retention_summary
 from conformer_prune.run_summary import print_summary, train_summary
 from conformer_prune.rundir import RESULTS_FILE, set_aside_previous_results
@@ -124,7 +125,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     (out_dir / "tokenizer.model").write_bytes(datamodule.tokenizer.model_bytes)
 
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_callbacks(cfg), logger=logger)
+    precision = training_precision(cfg.trainer)  # bf16-mixed only where the CPU has bf16 units
+    trainer: L.Trainer = instantiate(cfg.trainer, precision=precision, callbacks=_callbacks(cfg), logger=logger)
     start = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_seconds = time.perf_counter() - start

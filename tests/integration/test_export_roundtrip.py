@@ -50,7 +50,7 @@ def greedy_texts(net, features: torch.Tensor, lens: torch.Tensor, tokenizer) -> 
     return [tokenizer.decode(seq) for seq in ids]
 
 
-def train_prune_export(head: str, tmp: Path) -> SimpleNamespace:
+def train_prune_export(head: str, tmp: Path, onnx: bool = False) -> SimpleNamespace:
     """Train a tiny model three steps, prune about half of every site, export it with real utterances."""
     torch.manual_seed(0)
     tokenizer = train_tokenizer(tmp)
@@ -77,7 +77,7 @@ def train_prune_export(head: str, tmp: Path) -> SimpleNamespace:
     net.eval()
     ckpt = save_checkpoint(tmp / "run" / "checkpoints" / "last.ckpt", net, config, tokenizer, features_cfg)
     batch = {"features": features, "feature_lens": lens, "texts": TEXTS}
-    report = export_checkpoint(ckpt, tmp / "export", datamodule=StandInData([batch]), torchscript=True)
+    report = export_checkpoint(ckpt, tmp / "export", datamodule=StandInData([batch]), torchscript=True, onnx=onnx)
     return SimpleNamespace(
         head=head,
         tmp=tmp,

@@ -35,10 +35,13 @@ class Conv2dSubsampling(nn.Module):
             raise ValueError(f"subsampling needs input_dim >= 7 features, got {input_dim}")
         self.conv = nn.Sequential(
             nn.Conv2d(1, channels, kernel_size=3, stride=2),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, kernel_size=3, stride=2),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
+        # Channels-last filters make oneDNN run both convolutions in NHWC: 4-10x faster on CPU than NCHW
+        # with a single input channel (benchmarks/inference.py). load_state_dict copies into them, keeping it.
+        self.conv.to(memory_format=torch.channels_last)
         freq = ((input_dim - 3) // 2 + 1 - 3) // 2 + 1
         self.out = nn.Linear(channels * freq, d_model)
 
@@ -46,7 +49,7 @@ class Conv2dSubsampling(nn.Module):
         """``(B, T, F), (B,) -> (B, T', D), (B,)``."""
         if x.size(1) < 7:
             raise ValueError(f"utterance too short for 4x subsampling: {x.size(1)} frames (need >= 7)")
-        x = self.conv(x.unsqueeze(1))  # (B, C, T', F')
+        x = self.conv(x.unsqueeze(1))  # (B, C, T', F'), stored channels-last
         b, c, t, f = x.shape
         x = self.out(x.transpose(1, 2).reshape(b, t, c * f))  # (B, T', D)
         return x, subsampled_lengths(lengths).clamp(min=1, max=t).to(torch.long)
