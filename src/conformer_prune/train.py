@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conformer_prune.decoders import build_decoders
+from conformer_prune.distributed import resolve_eval_device, run_on_global_zero
 from conformer_prune.evaluate import evaluate_net, flatten_results
 from conformer_prune.pruning.compact import count_params, encoder_of, retention_summary
 
@@ -52,7 +53,11 @@ def _checkpoint_to_evaluate(trainer: L.Trainer, which: str) -> str | None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, evaluate and export as configured; returns the ``results.json`` content."""
+    """Train, evaluate and export as configured; returns the ``results.json`` content.
+
+    Under DDP every rank trains; global rank zero alone evaluates, exports and writes ``results.json``
+    (:func:`~conformer_prune.distributed.run_on_global_zero`) and the other ranks return ``{}``.
+    """
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("threads"):
@@ -71,12 +76,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_seconds = time.perf_counter() - start
 
+    results = run_on_global_zero(
+        trainer, lambda: _evaluate_and_export(cfg, trainer, task, datamodule, out_dir, train_seconds)
+    )
+    return results or {}
+
+
+def _evaluate_and_export(
+    cfg: DictConfig, trainer: L.Trainer, task: L.LightningModule, datamodule: Any, out_dir: Path, train_seconds: float
+) -> dict[str, Any]:
+    """Global rank zero, after ``fit``: evaluate the chosen checkpoint on every eval subset (whole, unsharded,
+    on ``eval_device``), export it and write ``results.json``."""
     evaluated = _checkpoint_to_evaluate(trainer, cfg.get("eval_checkpoint", "last"))
     if evaluated:
         log.info("evaluating checkpoint %s", evaluated)
         state = torch.load(evaluated, map_location="cpu", weights_only=False)["state_dict"]
         task.load_state_dict(state, strict=True)
-    net = task.net.cpu().eval()
+    device = resolve_eval_device(cfg.get("eval_device", "auto"), trainer)
+    log.info("end-of-training evaluation on %s", device)
+    net = task.net.to(device).eval()
 
     decoders, decoding_name = build_decoders(cfg.decoding, datamodule.tokenizer, datamodule.train_texts(), out_dir)
     subsets = list(cfg.eval_subsets) if cfg.get("eval_subsets") else datamodule.eval_subsets()
@@ -86,6 +104,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         decoders,
         max_batches=cfg.get("eval_max_batches"),
     )
+    net = net.cpu()
     results: dict[str, Any] = {
         "params": {"total": count_params(net), "encoder": count_params(encoder_of(net))},
         **flatten_results(per_subset),
@@ -94,6 +113,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "global_step": trainer.global_step,
         "nonfinite_batches": task.nonfinite_total,
         "checkpoint": evaluated,
+        "eval_device": str(device),
+        "world_size": int(trainer.world_size),
         "corpus": datamodule.corpus_description(),
         "per_subset": per_subset,
     }
