@@ -21,31 +21,35 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def resolve_eval_device(setting: str | None, trainer: Any) -> torch.device:
-    """The device the end-of-training evaluation runs on (config key ``eval_device``).
+def resolve_eval_device(setting: str | None, trainer: Any = None, key: str = "eval_device") -> torch.device:
+    """The device an evaluation runs on (config key ``eval_device`` of training, ``device`` of evaluate.yaml).
 
     Args:
         setting: ``auto`` (or ``None``): the device this process trained on (``trainer.strategy.root_device``:
-            ``cuda:<local rank>`` on GPUs, the CPU otherwise); ``cpu``; ``cuda`` or ``cuda:N``.
-        trainer: the Lightning trainer that ran ``fit``.
+            ``cuda:<local rank>`` on GPUs, the CPU otherwise), or without a trainer the first GPU if there is
+            one; ``cpu``; ``cuda`` or ``cuda:N``.
+        trainer: the Lightning trainer that ran ``fit`` (``None``: none ran).
+        key: the config key, for error messages.
 
     Raises:
         ValueError: an unknown device name, or a CUDA device where CUDA is unavailable.
     """
     if setting in (None, "auto"):
+        if trainer is None:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         device = torch.device(trainer.strategy.root_device)
         return device if device.type in ("cpu", "cuda") else torch.device("cpu")
     try:
         device = torch.device(str(setting))
     except RuntimeError as err:
-        raise ValueError(f"eval_device={setting!r} is not a device name: use auto, cpu, cuda or cuda:N") from err
+        raise ValueError(f"{key}={setting!r} is not a device name: use auto, cpu, cuda or cuda:N") from err
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"eval_device={setting!r}: use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"{key}={setting!r}: use auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"eval_device={setting!r} but CUDA is not available: use eval_device=cpu (or auto)")
+            raise ValueError(f"{key}={setting!r} but CUDA is not available: use {key}=cpu (or auto)")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"eval_device={setting!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+            raise ValueError(f"{key}={setting!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
     return device
 
 

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from conformer_prune.distributed import resolve_eval_device
 from conformer_prune.evaluate import evaluate_net, flatten_results
 from conformer_prune.pruning.compact import count_params, encoder_of
 
@@ -278,8 +279,9 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     decoders, decoding, described = build_eval_decoders(cfg, source, datamodule, out_dir)
 
     max_batches = cfg.get("max_batches")
+    device = resolve_eval_device(cfg.get("device", "cpu"), key="device")
     per_subset = evaluate_net(
-        source.net.cpu().eval(),
+        source.net.to(device).eval(),
         {s: datamodule.eval_dataloader(s) for s in subsets},
         decoders,
         max_batches=None if max_batches is None else int(max_batches),
@@ -295,6 +297,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         "decoding": decoding,
         "decoders": described,
         "max_batches": max_batches,
+        "device": str(device),
         "data_root": str(datamodule.data_root),
         "per_subset": per_subset,
     }

@@ -25,6 +25,7 @@ from conformer_prune.evaluate import evaluate_net
 from conformer_prune.evaluation_cli import evaluate, load_source
 from conformer_prune.models.decoding import GreedyCTCDecoder
 from conformer_prune.tasks.metrics import edit_counts
+from tests.helpers import tiny_tree_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,25 +36,13 @@ def ddp_run(tiny_librispeech: Path, tmp_path_factory: pytest.TempPathFactory) ->
     command = [
         sys.executable,
         "scripts/train.py",
+        *tiny_tree_overrides(tiny_librispeech, run_dir.parent / "cache"),
         "trainer=ddp_cpu",
-        "data=librispeech",
-        f"paths.data_dir={tiny_librispeech.parent}",
-        f"data.cache_dir={run_dir.parent / 'cache'}",
-        "data.tokenizer.model_type=char",
-        "data.num_workers=0",
-        "data.pin_memory=false",
-        "data.features.speed_perturb=null",
-        "data.max_batch_seconds=2",
         "data.eval_max_batch_seconds=1",  # one utterance per dev/test batch
-        "model/encoder=tiny",
         "model.optimizer.lr=0.02",  # a few steps of a high rate: the hypotheses are not all empty
         "decoding=ctc_greedy",
         "trainer.max_steps=4",
         "trainer.val_check_interval=2",
-        "logger=csv",
-        "callbacks.progress_bar=null",
-        "callbacks.model_summary=null",
-        "threads=1",
         f"hydra.run.dir={run_dir}",
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)

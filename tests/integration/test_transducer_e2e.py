@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 
 from conformer_prune.evaluation_cli import evaluate
 from conformer_prune.inference import load_model, read_audio
+from tests.helpers import tiny_tree_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSETS = ("test-clean", "test-other")
@@ -30,25 +31,13 @@ def transducer_run(tiny_librispeech: Path, tmp_path_factory: pytest.TempPathFact
     command = [
         sys.executable,
         "scripts/train.py",
+        *tiny_tree_overrides(tiny_librispeech, run_dir.parent / "cache"),
         "model=transducer",
-        "data=librispeech",
-        f"paths.data_dir={tiny_librispeech.parent}",
-        f"data.cache_dir={run_dir.parent / 'cache'}",
-        "data.tokenizer.model_type=char",
-        "data.num_workers=0",
-        "data.pin_memory=false",
-        "data.features.speed_perturb=null",
-        "data.max_batch_seconds=2",
-        "model/encoder=tiny",
         "model.net.pred_dim=16",
         "model.net.joint_dim=16",
         "model.optimizer.lr=0.02",
         "trainer.max_steps=6",
         "trainer.val_check_interval=3",
-        "logger=csv",
-        "callbacks.progress_bar=null",
-        "callbacks.model_summary=null",
-        "threads=1",
         f"hydra.run.dir={run_dir}",
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
