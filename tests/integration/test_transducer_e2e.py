@@ -35,6 +35,7 @@ def transducer_run(tiny_librispeech: Path, tmp_path_factory: pytest.TempPathFact
         "model=transducer",
         "model.net.pred_dim=16",
         "model.net.joint_dim=16",
+        "model.net.ctc_weight=0.3",  # the auxiliary CTC head travels through export and load_model
         "model.optimizer.lr=0.02",
         "trainer.max_steps=6",
         "trainer.val_check_interval=3",
