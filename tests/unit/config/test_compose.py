@@ -120,3 +120,23 @@ def test_quickstart_experiment_is_the_default_run(tmp_path) -> None:
         }
 
     assert plain(pinned) == plain(default)
+
+
+@pytest.mark.parametrize(
+    ("objective", "ok"),
+    [
+        ("cer/test-clean", True),
+        ("wer_greedy/dev-other", True),
+        ("params/compacted_total", True),
+        ("cer/test-nope", False),
+        ("cer", False),
+        ("accuracy/test-clean", False),
+    ],
+)
+def test_objective_must_name_a_number_of_the_run(objective: str, ok: bool, tmp_path) -> None:
+    cfg = compose_train([f"objective={objective}", f"hydra.run.dir={tmp_path}", f"paths.data_dir={tmp_path}/data"])
+    if ok:
+        validate(cfg)
+    else:
+        with pytest.raises(ConfigError, match="objective="):
+            validate(cfg)
