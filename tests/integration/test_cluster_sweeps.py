@@ -105,3 +105,19 @@ def test_submitit_local_launcher_runs_every_job_of_a_sweep(tiny_librispeech: Pat
         assert json.loads((job / "results.json").read_text())["global_step"] == 4
     logs = list((sweep / ".submitit").rglob("*_log.out"))
     assert len(logs) == 2  # two submitit jobs, each with its own log
+
+
+@needs("hydra_plugins.hydra_submitit_launcher")
+@needs("hydra_plugins.hydra_optuna_sweeper")
+def test_slurm_launcher_and_optuna_search_compose_together(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=slurm", "+hparams_search=optuna_alpha", f"hydra.sweep.dir={tmp_path}"],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.submitit_folder.startswith(str(tmp_path))
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.objective == "wer/dev-clean"
