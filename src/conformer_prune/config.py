@@ -55,6 +55,10 @@ def validate(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, "data") is not None:
         _check("data", lambda: instantiate(cfg.data))
     _check_objective(cfg)
+    if OmegaConf.select(cfg, "eval_device") not in (None, "auto"):
+        from conformer_prune.distributed import resolve_eval_device
+
+        _check("eval_device", lambda: resolve_eval_device(str(cfg.eval_device)))
 
 
 PER_SUBSET_RESULTS = ("wer", "cer", "wer_greedy", "cer_greedy", "rtf")

@@ -140,3 +140,13 @@ def test_objective_must_name_a_number_of_the_run(objective: str, ok: bool, tmp_p
     else:
         with pytest.raises(ConfigError, match="objective="):
             validate(cfg)
+
+
+def test_an_unusable_eval_device_fails_before_the_run(tmp_path) -> None:
+    cfg = compose_train(["eval_device=tpu", f"hydra.run.dir={tmp_path}", f"paths.data_dir={tmp_path}/data"])
+    with pytest.raises(ConfigError, match="eval_device"):
+        validate(cfg)
+    if not torch.cuda.is_available():
+        cfg = compose_train(["eval_device=cuda:0", f"hydra.run.dir={tmp_path}", f"paths.data_dir={tmp_path}/data"])
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            validate(cfg)
