@@ -10,8 +10,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
+CPU_PRESETS = {"transducer_quick"}  # the CPU Transducer on the embedded corpus
 GPU_PRESETS = sorted(
-    p.stem for p in (CONF / "experiment").glob("*.yaml") if p.stem.startswith(("transducer_", "librispeech"))
+    p.stem
+    for p in (CONF / "experiment").glob("*.yaml")
+    if p.stem.startswith(("transducer_", "librispeech")) and p.stem not in CPU_PRESETS
 )
 
 
