@@ -20,6 +20,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP) ## create .venv and install the pinned dependencies + the package (editable)
 
+install-sweep: $(STAMP) ## add the sweep extra (Optuna sweeper, submitit launcher: SLURM or local processes)
+	$(PY) -m pip install -q -e ".[sweep]"
+
 train: $(STAMP) ## quickstart: embedded corpus -> train (adaptive dropout) -> evaluate -> export; ARGS="key=value ..." overrides
 	$(PY) scripts/train.py $(ARGS)
 
@@ -47,4 +50,4 @@ clean: ## remove caches and build leftovers (keeps .venv, outputs/ and data/)
 distclean: clean ## also remove .venv (outputs/ and data/ are kept: delete them by hand)
 	rm -rf $(VENV)
 
-.PHONY: help install train test test-slow test-gpu lint format clean distclean
+.PHONY: help install install-sweep train test test-slow test-gpu lint format clean distclean

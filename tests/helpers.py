@@ -271,3 +271,24 @@ def run_scripts(
         }
         for i in range(len(runs))
     ]
+
+
+def tiny_tree_overrides(tree: Path, cache_dir: Path) -> list[str]:
+    """``scripts/train.py`` overrides for a few-step run on the ``tiny_librispeech`` tree (conftest.py):
+    its ``LibriSpeech`` directory ``tree``, a character tokenizer and CMVN cached in ``cache_dir``, the tiny
+    encoder, one process thread, CSV logs and no rich console output."""
+    return [
+        "data=librispeech",
+        f"paths.data_dir={tree.parent}",
+        f"data.cache_dir={cache_dir}",
+        "data.tokenizer.model_type=char",
+        "data.num_workers=0",
+        "data.pin_memory=false",
+        "data.features.speed_perturb=null",
+        "data.max_batch_seconds=2",
+        "model/encoder=tiny",
+        "logger=csv",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+        "threads=1",
+    ]

@@ -359,6 +359,39 @@ def validate(cfg: DictConfig) -> None:
     _check_contradictions(cfg)
     if OmegaConf.select(cfg, "data") is not None:
         _check("data", lambda: instantiate(cfg.data))
+    _check_objective(cfg)
+    if OmegaConf.select(cfg, "eval_device") not in (None, "auto"):
+        from conformer_prune.distributed import resolve_eval_device
+
+        _check("eval_device", lambda: resolve_eval_device(str(cfg.eval_device)))
+
+
+PER_SUBSET_RESULTS = ("wer", "cer", "wer_greedy", "cer_greedy", "rtf")
+
+
+def _check_objective(cfg: DictConfig) -> None:
+    """``objective`` (what scripts/train.py returns to a sweeper) must name a number results.json will hold."""
+    objective = OmegaConf.select(cfg, "objective")
+    if objective is None:
+        return
+    parts = str(objective).split("/")
+    if parts[0] in PER_SUBSET_RESULTS:
+        subsets = OmegaConf.select(cfg, "eval_subsets") or OmegaConf.select(cfg, "data.eval_subsets")
+        if subsets is None:
+            subsets = [
+                *(OmegaConf.select(cfg, "data.dev_subsets") or []),
+                *(OmegaConf.select(cfg, "data.test_subsets") or []),
+            ]
+        if len(parts) != 2 or parts[1] not in list(subsets):
+            raise ConfigError(
+                f"objective={objective}: use <metric>/<subset> with a subset the run evaluates ({list(subsets)}), "
+                "e.g. cer/test-clean (or change eval_subsets)"
+            )
+    elif parts[0] != "params" or len(parts) != 2:
+        raise ConfigError(
+            f"objective={objective}: use <metric>/<subset> with metric one of {list(PER_SUBSET_RESULTS)}, "
+            "or params/<total|encoder|compacted_total|compacted_encoder>"
+        )
 
 
 # -- files ------------------------------------------------------------------------------------------

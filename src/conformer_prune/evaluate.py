@@ -72,7 +72,7 @@ def evaluate_net(
     """Decode every subset with every decoder.
 
     Args:
-        net: ``CTCModel`` or ``TransducerModel`` (put in eval mode here).
+        net: ``CTCModel`` or ``TransducerModel`` (put in eval mode here); batches are moved to its device.
         dataloaders: subset name → batches (dicts with ``features``, ``feature_lens``, ``texts``, ``ids``).
         decoders: decoder name → decoder (see :func:`~conformer_prune.inference.transcribe_features`).
         max_batches: stop each subset after this many batches (``None``: all).
@@ -84,6 +84,7 @@ def evaluate_net(
         (:func:`utterance_errors`; :func:`split_utterance_errors` moves them out).
     """
     net.eval()
+    device = next(net.parameters()).device  # batches come from the loaders on the CPU
     results: dict[str, dict] = {}
     for subset, loader in dataloaders.items():
         refs: list[str] = []
@@ -97,9 +98,10 @@ def evaluate_net(
             refs.extend(batch["texts"])
             ids.extend(batch["ids"])
             audio_seconds += float(batch["feature_lens"].sum()) / FRAMES_PER_SECOND
+            features, feature_lens = batch["features"].to(device), batch["feature_lens"].to(device)
             for name, decoder in decoders.items():
                 start = time.perf_counter()
-                hyps[name].extend(transcribe_features(net, batch["features"], batch["feature_lens"], decoder))
+                hyps[name].extend(transcribe_features(net, features, feature_lens, decoder))
                 seconds[name] += time.perf_counter() - start
         entry: dict = {
             "utterances": len(refs),

@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
+from conformer_prune.distributed import resolve_eval_device
 from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE, evaluate_net, flatten_results, split_utterance_errors
 from conformer_prune.pruning.compact import count_params, encoder_of
 from conformer_prune.run_summary import evaluate_summary, print_summary, results_table  # noqa: F401 (re-export)
@@ -364,8 +365,9 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     decoders, decoding, described = build_eval_decoders(cfg, source, datamodule, out_dir)
 
     max_batches = cfg.get("max_batches")
+    device = resolve_eval_device(cfg.get("device", "cpu"), key="device")
     per_subset = evaluate_net(
-        source.net.cpu().eval(),
+        source.net.to(device).eval(),
         {s: datamodule.eval_dataloader(s) for s in subsets},
         decoders,
         max_batches=None if max_batches is None else int(max_batches),
@@ -382,6 +384,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         "decoding": decoding,
         "decoders": described,
         "max_batches": max_batches,
+        "device": str(device),
         "data_root": str(datamodule.data_root),
         "corpus": datamodule.corpus_description(),  # the data scored, as in the training run's results.json
         "per_subset": per_subset,

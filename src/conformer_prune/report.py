@@ -904,21 +904,44 @@ def _command() -> str:
     return " ".join(["python scripts/report.py", *HydraConfig.get().overrides.task])
 
 
-def sweep_objective(results: Mapping[str, Any], cfg: Any) -> float:
-    """Optuna objective of ``conf/hparams_search/optuna_alpha.yaml``: WER plus a parameter-budget penalty.
+def results_value(results: Mapping[str, Any], path: str) -> float:
+    """The number at ``path`` in a ``results.json`` mapping: ``cer/test-clean``, ``params/compacted_total``...
 
-    ``results[optimize.metric][optimize.subset] + optimize.over_budget_weight · max(0, params / budget − 1)``
+    Raises:
+        ValueError: ``path`` does not lead to a number (the message names ``objective`` and what is there).
+    """
+    node: Any = results
+    walked: list[str] = []
+    for key in str(path).split("/"):
+        if not isinstance(node, Mapping) or key not in node:
+            here = sorted(node) if isinstance(node, Mapping) else []
+            raise ValueError(
+                f"objective={path}: results.json has no {'/'.join([*walked, key])!r}; "
+                f"keys at {'/'.join(walked) or 'the top'}: {here}"
+            )
+        node, walked = node[key], [*walked, key]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        raise ValueError(f"objective={path}: results.json holds {node!r} there, not a number")
+    return float(node)
+
+
+def sweep_objective(results: Mapping[str, Any], cfg: Any) -> float | None:
+    """What ``scripts/train.py`` returns to a sweeper (Optuna minimises it), from ``results.json``.
+
+    ``results[<objective path>]`` (config key ``objective``, e.g. ``wer/dev-clean``; ``None`` when it is null,
+    or on a DDP rank other than zero, which has no results), plus, with ``optimize.param_budget`` set
+    (``conf/hparams_search/optuna_alpha.yaml``), ``optimize.over_budget_weight · max(0, params / budget − 1)``
     with ``params`` the compacted total (the dense total if the run was not exported).
 
     Raises:
-        ValueError: the subset or metric is not in ``results``.
+        ValueError: the objective is not a number in ``results`` (see :func:`results_value`).
     """
-    opt = cfg.optimize
-    values = results.get(str(opt.metric)) or {}
-    if opt.subset not in values:
-        raise ValueError(f"optimize.subset={opt.subset} is not among the evaluated subsets {sorted(values)}")
-    objective = float(values[opt.subset])
+    path = cfg.get("objective")
+    if not path or not results:
+        return None
+    objective = results_value(results, str(path))
+    opt = cfg.get("optimize") or {}
     if opt.get("param_budget"):
         params = results["params"].get("compacted_total", results["params"]["total"])
-        objective += float(opt.over_budget_weight) * max(0.0, params / float(opt.param_budget) - 1.0)
+        objective += float(opt.get("over_budget_weight", 1.0)) * max(0.0, params / float(opt["param_budget"]) - 1.0)
     return objective

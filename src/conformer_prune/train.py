@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conformer_prune.decoders import build_decoders
+from conformer_prune.distributed import resolve_eval_device, run_on_global_zero
 from conformer_prune.errors import UserError, user_error
 from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE, evaluate_net, flatten_results, split_utterance_errors
 from conformer_prune.precision import training_precision
@@ -108,7 +109,11 @@ def _export(evaluated: str, out_dir: Path, datamodule: Any, results: dict[str, A
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, evaluate and export as configured; returns the ``results.json`` content."""
+    """Train, evaluate and export as configured; returns the ``results.json`` content.
+
+    Under DDP every rank trains; global rank zero alone evaluates, exports and writes ``results.json``
+    (:func:`~conformer_prune.distributed.run_on_global_zero`) and the other ranks return ``{}``.
+    """
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_aside_previous_results(out_dir)  # a run continued in place (the validator refused any other)
@@ -138,12 +143,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             trainer.global_step,
         )
 
+    results = run_on_global_zero(
+        trainer, lambda: _evaluate_and_export(cfg, trainer, task, datamodule, subsets, out_dir, train_seconds)
+    )
+    return results or {}
+
+
+def _evaluate_and_export(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    task: L.LightningModule,
+    datamodule: Any,
+    subsets: list[str],
+    out_dir: Path,
+    train_seconds: float,
+) -> dict[str, Any]:
+    """Global rank zero, after ``fit``: evaluate the chosen checkpoint on every eval subset (whole, unsharded,
+    on ``eval_device``), export it and write ``results.json``."""
     evaluated = _checkpoint_to_evaluate(trainer, cfg.get("eval_checkpoint", "last"))
     if evaluated:
         log.info("evaluating checkpoint %s", evaluated)
         state = torch.load(evaluated, map_location="cpu", weights_only=False)["state_dict"]
         task.load_state_dict(state, strict=True)
-    net = task.net.cpu().eval()
+    device = resolve_eval_device(cfg.get("eval_device", "auto"), trainer)
+    log.info("end-of-training evaluation on %s", device)
+    net = task.net.to(device).eval()
 
     decoders, decoding_name = build_decoders(cfg.decoding, datamodule.tokenizer, datamodule.train_texts(), out_dir)
     per_subset = evaluate_net(
@@ -153,6 +177,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         max_batches=cfg.get("eval_max_batches"),
     )
     (out_dir / UTTERANCE_ERRORS_FILE).write_text(json.dumps(split_utterance_errors(per_subset)))
+    net = net.cpu()
     results: dict[str, Any] = {
         "params": {"total": count_params(net), "encoder": count_params(encoder_of(net))},
         **flatten_results(per_subset),
@@ -162,6 +187,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "nonfinite_batches": task.nonfinite_total,  # skipped batches; counted in global_step (see the log)
         "optimizer_updates": trainer.global_step - task.nonfinite_total,
         "checkpoint": evaluated,
+        "eval_device": str(device),
+        "world_size": int(trainer.world_size),
         "corpus": datamodule.corpus_description(),
         "per_subset": per_subset,
     }

@@ -282,15 +282,25 @@ def test_verdicts() -> None:
 
 def test_sweep_objective_penalises_missing_the_budget() -> None:
     cfg = OmegaConf.create(
-        {"optimize": {"subset": "dev-clean", "metric": "wer", "param_budget": 1000, "over_budget_weight": 1.0}}
+        {"objective": "wer/dev-clean", "optimize": {"param_budget": 1000, "over_budget_weight": 1.0}}
     )
     results = {"wer": {"dev-clean": 0.2}, "params": {"total": 3000, "compacted_total": 1500}}
     assert sweep_objective(results, cfg) == pytest.approx(0.2 + 0.5)
     results["params"]["compacted_total"] = 900
     assert sweep_objective(results, cfg) == pytest.approx(0.2)
-    cfg.optimize.subset = "test-other"
-    with pytest.raises(ValueError, match="optimize.subset"):
+    cfg.objective = "wer/test-other"
+    with pytest.raises(ValueError, match=r"objective=wer/test-other.*'wer/test-other'.*\['dev-clean'\]"):
         sweep_objective(results, cfg)
+
+
+def test_sweep_objective_reads_any_number_of_results_and_nothing_without_a_key() -> None:
+    results = {"cer": {"test-clean": 0.31}, "params": {"total": 3000, "compacted_total": 1500}, "decoding": "beam4"}
+    assert sweep_objective(results, OmegaConf.create({"objective": "cer/test-clean"})) == pytest.approx(0.31)
+    assert sweep_objective(results, OmegaConf.create({"objective": "params/compacted_total"})) == 1500.0
+    assert sweep_objective(results, OmegaConf.create({"objective": None})) is None
+    assert sweep_objective({}, OmegaConf.create({"objective": "cer/test-clean"})) is None  # DDP rank > 0
+    with pytest.raises(ValueError, match="not a number"):
+        sweep_objective(results, OmegaConf.create({"objective": "decoding"}))
 
 
 def test_evaluation_results_are_not_runs(tmp_path: Path) -> None:

@@ -6,9 +6,10 @@ batch of its own). Every epoch shuffles the *order* of the batches with ``(seed,
 fairseq does: the number of batches is the same every epoch, which keeps Lightning's epoch length and
 every DDP rank's batch count exact.
 
-Under DDP every rank builds the same global order and takes every ``num_replicas``-th batch; the
-list is padded by repeating its first batches (or truncated with ``drop_last``) so that all ranks
-get the same number of batches.
+Under DDP every rank builds the same global order and takes every ``num_replicas``-th batch; for
+training the list is padded by repeating its first batches (or truncated with ``drop_last``) so that all
+ranks get the same number of batches. Evaluation samplers use ``pad=False``: every batch exactly once,
+so the ranks' counts may differ by one (the metrics are reduced once per epoch, not per step).
 
 Exact mid-epoch resume: ``load_state_dict({"epoch": e, "batches_done": k})`` makes the next
 iteration of epoch ``e`` start at this rank's batch ``k``.
@@ -57,6 +58,8 @@ class DurationBucketSampler(Sampler[list[int]]):
         rank: this process's DDP rank.
         drop_last: drop the last global batches instead of repeating the first ones, when the
             batch count does not divide by ``num_replicas``.
+        pad: repeat batches so that every rank gets as many (training); ``False``: every batch exactly
+            once and uneven counts (evaluation). ``drop_last`` takes precedence.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class DurationBucketSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         drop_last: bool = False,
+        pad: bool = True,
     ) -> None:
         if max_batch_seconds <= 0:
             raise ValueError(f"data.max_batch_seconds must be > 0, got {max_batch_seconds}")
@@ -82,6 +86,7 @@ class DurationBucketSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.drop_last = drop_last
+        self.pad = pad
         self.epoch = 0
         self._start_batch = 0
         self._start_epoch: int | None = None
@@ -100,8 +105,10 @@ class DurationBucketSampler(Sampler[list[int]]):
         n = len(self._batches)
         if drop_last and n >= num_replicas:
             self._per_rank = n // num_replicas
-        else:
+        elif pad:
             self._per_rank = math.ceil(n / num_replicas)
+        else:  # batches rank, rank + R, rank + 2R, ... < n
+            self._per_rank = len(range(rank, n, num_replicas))
 
     @property
     def sampler(self) -> DurationBucketSampler:
@@ -129,6 +136,8 @@ class DurationBucketSampler(Sampler[list[int]]):
         order = np.arange(len(self._batches))
         if self.shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self._batches))
+        if not self.pad and not self.drop_last:
+            return [list(self._batches[i]) for i in order[self.rank :: self.num_replicas]]
         total = self._per_rank * self.num_replicas
         if total > len(order):
             order = np.concatenate([order, np.resize(order, total - len(order))])

@@ -678,8 +678,9 @@ class LibriSpeechDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
         )
 
-    def _eval_loader(self, dataset: UtteranceDataset) -> DataLoader:
-        replicas, rank = self._placement()
+    def _eval_loader(self, dataset: UtteranceDataset, *, shard: bool) -> DataLoader:
+        """Dev/test batches; ``shard``: this DDP rank's share, each batch on exactly one rank (no padding)."""
+        replicas, rank = self._placement() if shard else (1, 0)
         sampler = DurationBucketSampler(
             dataset.durations,
             self.eval_max_batch_seconds,
@@ -687,6 +688,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
             seed=self.seed,
             num_replicas=replicas,
             rank=rank,
+            pad=False,
         )
         return self._loader(dataset, sampler, Collate(self.feature_extractor.cmvn))
 
@@ -709,14 +711,15 @@ class LibriSpeechDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """One loader over all ``dev_subsets`` (per-subset numbers: :meth:`eval_dataloader`)."""
-        return self._eval_loader(self._dataset("dev"))
+        return self._eval_loader(self._dataset("dev"), shard=True)
 
     def test_dataloader(self) -> DataLoader:
         """One loader over all ``test_subsets`` (per-subset numbers: :meth:`eval_dataloader`)."""
-        return self._eval_loader(self._dataset("test"))
+        return self._eval_loader(self._dataset("test"), shard=True)
 
     def eval_dataloader(self, subset: str) -> DataLoader:
-        """A loader over one subset (or alias) by name, without SpecAugment.
+        """A loader over the whole of one subset (or alias) by name, without SpecAugment, on this process
+        whatever the DDP placement (the end-of-training evaluation runs on global rank zero alone).
 
         Raises:
             ValueError: if the subset is not on disk (the message lists those that are).
@@ -730,7 +733,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
                 cache=self.cache_features,
                 skip_errors=self.on_error == "skip",
             )
-        return self._eval_loader(self._eval_sets[subset])
+        return self._eval_loader(self._eval_sets[subset], shard=False)
 
     def eval_subsets(self) -> list[str]:
         """Subsets to evaluate one by one (``eval_subsets``, else the dev then the test subsets)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from conformer_prune.models.losses import _BACKENDS, Backend, rnnt_loss
@@ -133,6 +134,10 @@ class TransducerModel(nn.Module):
             :func:`conformer_prune.models.losses.rnnt_loss`.
         pred_embed_dim: predictor embedding size; ``None`` means ``pred_dim``.
         pred_dropout: dropout inside the predictor.
+        ctc_weight: weight of an auxiliary CTC loss on the encoder output (a ``Linear(D, V)`` head used only
+            in training; 0: no head). The encoder then learns alignments at the pace of a CTC model, which a
+            transducer trained from scratch for a few thousand steps needs (Watanabe et al. 2017 and most
+            toolkits use 0.1-0.5). The head is kept in exports (``V·(D+1)`` parameters) but never decodes.
     """
 
     def __init__(
@@ -146,6 +151,7 @@ class TransducerModel(nn.Module):
         loss_backend: Backend = "auto",
         pred_embed_dim: int | None = None,
         pred_dropout: float = 0.0,
+        ctc_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if vocab_size < 2:
@@ -160,6 +166,10 @@ class TransducerModel(nn.Module):
         self.encoder = encoder
         self.predictor = Predictor(vocab_size, pred_dim, pred_layers, blank, pred_embed_dim, pred_dropout)
         self.joiner = Joiner(d_model, pred_dim, joint_dim, vocab_size)
+        if ctc_weight < 0:
+            raise ValueError(f"TransducerModel: ctc_weight must be >= 0, got {ctc_weight}")
+        self.ctc_head = nn.Linear(d_model, vocab_size) if ctc_weight > 0 else None
+        self.ctc_weight = float(ctc_weight)
         self.vocab_size = vocab_size
         self.blank = blank
         self.loss_backend = loss_backend
@@ -169,7 +179,8 @@ class TransducerModel(nn.Module):
         return self.encoder(features, feature_lens)
 
     def loss(self, features: Tensor, feature_lens: Tensor, tokens: Tensor, token_lens: Tensor) -> Tensor:
-        """RNN-T loss: mean over utterances of the per-utterance negative log-likelihood (nats).
+        """RNN-T loss: mean over utterances of the per-utterance negative log-likelihood (nats), plus
+        ``ctc_weight`` times the auxiliary CTC loss on the same scale (per-utterance NLL, batch mean).
 
         Args:
             features: ``(B, T, F)``.
@@ -188,7 +199,20 @@ class TransducerModel(nn.Module):
         tokens = tokens[:, : int(token_lens.max())]  # no lattice columns past the longest target
         pred = self.predictor(tokens, token_lens)  # (B, U+1, P)
         logits = self.joiner(enc[:, :, None], pred[:, None])  # (B, T', U+1, V)
-        return rnnt_loss(logits, tokens, enc_lens, token_lens, blank=self.blank, backend=self.loss_backend)
+        loss = rnnt_loss(logits, tokens, enc_lens, token_lens, blank=self.blank, backend=self.loss_backend)
+        if self.ctc_head is None:
+            return loss
+        log_probs = self.ctc_head(enc).float().log_softmax(dim=-1)  # (B, T', V)
+        ctc = F.ctc_loss(
+            log_probs.transpose(0, 1),  # (T', B, V)
+            tokens.long(),
+            enc_lens.long(),
+            token_lens.long(),
+            blank=self.blank,
+            reduction="sum",
+            zero_infinity=True,
+        ) / features.size(0)
+        return loss + self.ctc_weight * ctc
 
     @torch.no_grad()
     def greedy_decode(self, enc: Tensor, enc_lens: Tensor, max_symbols_per_frame: int = 5) -> list[list[int]]:

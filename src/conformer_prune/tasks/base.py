@@ -10,14 +10,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
-import jiwer
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from conformer_prune.callbacks.schedule import total_steps
 from conformer_prune.dropout.base import UnitDropout
 from conformer_prune.pruning.budget import ParamBudget
+from conformer_prune.tasks.metrics import CorpusErrorRate
 from conformer_prune.tasks.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,6 @@ Batch = dict[str, Any]
 
 class NonFiniteLossError(RuntimeError):
     """Raised when too many consecutive batches give a non-finite loss."""
-
-
-def error_rates(hypotheses: list[str], references: list[str]) -> dict[str, float]:
-    """Corpus-level WER and CER (jiwer); an empty set scores 0."""
-    if not references:
-        return {"wer": 0.0, "cer": 0.0}
-    return {"wer": float(jiwer.wer(references, hypotheses)), "cer": float(jiwer.cer(references, hypotheses))}
 
 
 class ASRTask(L.LightningModule):
@@ -107,8 +101,10 @@ class ASRTask(L.LightningModule):
         self.tokenizer = None  # see attach_artifacts
         self.nonfinite_total = 0
         self._nonfinite_run = 0
-        self._val_hyps: list[str] = []
-        self._val_refs: list[str] = []
+        # corpus-level over the whole validation set, summed across DDP ranks (tasks/metrics.py)
+        self.val_loss = MeanMetric()
+        self.val_wer = CorpusErrorRate("word")
+        self.val_cer = CorpusErrorRate("char")
 
     def attach_artifacts(self, tokenizer: Any, net_config: dict, feature_config: dict) -> None:
         """Tokenizer (its model goes into checkpoints) and plain-dict configs (into ``hyper_parameters``)."""
@@ -130,8 +126,12 @@ class ASRTask(L.LightningModule):
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         # Dropout masks and Gumbel noise of step t come from a generator state that is a function of
-        # (seed, t) alone, so a run resumed from a checkpoint at step t continues exactly.
-        torch.manual_seed((getattr(self, "_base_seed", 0) * 1_000_003 + self.global_step) % 2**63)
+        # (seed, t) alone, so a run resumed from a checkpoint at step t continues exactly. Under DDP the
+        # rank enters too (rank 0 keeps the single-process stream), so ranks draw independent masks.
+        seed = getattr(self, "_base_seed", 0) * 1_000_003 + self.global_step
+        if self.global_rank:
+            seed = seed * 1_009 + self.global_rank
+        torch.manual_seed(seed % 2**63)
 
     def sites(self) -> list[UnitDropout]:
         return [m for m in self.net.modules() if isinstance(m, UnitDropout)]
@@ -183,18 +183,25 @@ class ASRTask(L.LightningModule):
 
     # -- validation ----------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._val_hyps, self._val_refs = [], []
+        # Validate every rank with rank 0's buffers, which are what the checkpoint holds: without
+        # SyncBatchNorm (CPU DDP has none) each rank's BatchNorm statistics also took in its own last batch.
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            for buffer in self.net.buffers():
+                torch.distributed.broadcast(buffer, src=0)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        # Under DDP each rank sees its own share of the dev batches (no padding repeats); the metrics
+        # keep sums that are reduced once at the end of the epoch, so the numbers are those of the set.
         loss = self.compute_loss(batch)
-        self.log("val/loss", loss, batch_size=batch["features"].size(0), sync_dist=True)
-        self._val_hyps.extend(self.greedy_transcribe(batch))
-        self._val_refs.extend(batch["texts"])
+        self.val_loss.update(loss.detach(), weight=batch["features"].size(0))
+        hypotheses = self.greedy_transcribe(batch)
+        self.val_wer.update(hypotheses, batch["texts"])
+        self.val_cer.update(hypotheses, batch["texts"])
 
     def on_validation_epoch_end(self) -> None:
-        rates = error_rates(self._val_hyps, self._val_refs)
-        self.log("val/wer", rates["wer"], prog_bar=True, sync_dist=True)
-        self.log("val/cer", rates["cer"], prog_bar=True, sync_dist=True)
+        self.log("val/loss", self.val_loss)
+        self.log("val/wer", self.val_wer, prog_bar=True)
+        self.log("val/cer", self.val_cer, prog_bar=True)
 
     # -- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

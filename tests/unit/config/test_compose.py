@@ -133,3 +133,33 @@ def test_quickstart_experiment_is_the_default_run(tmp_path) -> None:
         }
 
     assert plain(pinned) == plain(default)
+
+
+@pytest.mark.parametrize(
+    ("objective", "ok"),
+    [
+        ("cer/test-clean", True),
+        ("wer_greedy/dev-other", True),
+        ("params/compacted_total", True),
+        ("cer/test-nope", False),
+        ("cer", False),
+        ("accuracy/test-clean", False),
+    ],
+)
+def test_objective_must_name_a_number_of_the_run(objective: str, ok: bool, tmp_path) -> None:
+    cfg = compose_train([f"objective={objective}", f"hydra.run.dir={tmp_path}", f"paths.data_dir={tmp_path}/data"])
+    if ok:
+        validate(cfg)
+    else:
+        with pytest.raises(ConfigError, match="objective="):
+            validate(cfg)
+
+
+def test_an_unusable_eval_device_fails_before_the_run(tmp_path) -> None:
+    cfg = compose_train(["eval_device=tpu", f"hydra.run.dir={tmp_path}", f"paths.data_dir={tmp_path}/data"])
+    with pytest.raises(ConfigError, match="eval_device"):
+        validate(cfg)
+    if not torch.cuda.is_available():
+        cfg = compose_train(["eval_device=cuda:0", f"hydra.run.dir={tmp_path}", f"paths.data_dir={tmp_path}/data"])
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            validate(cfg)

@@ -64,6 +64,21 @@ def test_ddp_ranks_get_equal_counts_and_partition_the_epoch(replicas: int, drop_
         assert len(seen) - len(set(seen)) == (-total) % replicas  # only the padding repeats
 
 
+@pytest.mark.parametrize("replicas", [2, 7, 8])
+def test_unpadded_ddp_ranks_share_every_evaluation_batch_exactly_once(replicas: int) -> None:
+    single = list(DurationBucketSampler(DURATIONS, 40.0, shuffle=False))
+    assert len(single) % replicas == (0 if replicas == 2 else 4)  # 60 batches: uneven for 7 and 8 ranks
+    ranks = [
+        DurationBucketSampler(DURATIONS, 40.0, shuffle=False, num_replicas=replicas, rank=r, pad=False)
+        for r in range(replicas)
+    ]
+    per_rank = [list(s) for s in ranks]
+    assert [len(b) for b in per_rank] == [len(s) for s in ranks]
+    assert max(len(b) for b in per_rank) - min(len(b) for b in per_rank) <= 1
+    assert sum(len(b) for b in per_rank) == len(single)
+    assert sorted(map(tuple, (b for batches in per_rank for b in batches))) == sorted(map(tuple, single))
+
+
 def test_resume_at_batch_k_equals_the_rest_of_the_uninterrupted_epoch() -> None:
     full = _epoch(DurationBucketSampler(DURATIONS, 40.0, seed=7), 3)
     running = DurationBucketSampler(DURATIONS, 40.0, seed=7)
