@@ -38,6 +38,7 @@ def ddp_run(tiny_librispeech: Path, tmp_path_factory: pytest.TempPathFactory) ->
         "scripts/train.py",
         *tiny_tree_overrides(tiny_librispeech, run_dir.parent / "cache"),
         "trainer=ddp_cpu",
+        "trainer.precision=32-true",  # validated as the single-process reference below computes: in fp32
         "data.eval_max_batch_seconds=1",  # one utterance per dev/test batch
         "model.optimizer.lr=0.02",  # a few steps of a high rate: the hypotheses are not all empty
         "decoding=ctc_greedy",
