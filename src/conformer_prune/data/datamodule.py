@@ -341,6 +341,7 @@ class LibriSpeechDataModule(L.LightningDataModule):
         corpus: Mapping[str, Any] | None = None,
         pin_memory: bool = False,
         eval_subsets: str | Sequence[str] | None = None,
+        monitor_train_utterances: int = 0,
     ) -> None:
         super().__init__()
         root = os.path.abspath(Path(str(root)).expanduser())  # saved absolute: a run never depends on its cwd
@@ -371,6 +372,9 @@ class LibriSpeechDataModule(L.LightningDataModule):
         self.cache_features = bool(cache_features)
         self.seed = int(seed)
         self.pin_memory = bool(pin_memory)
+        if monitor_train_utterances < 0:
+            raise DataError(f"data.monitor_train_utterances must be >= 0, got {monitor_train_utterances}")
+        self.monitor_train_utterances = int(monitor_train_utterances)
         corpus = _plain(corpus)
         self._corpus_runtime: dict[str, Any] = {}
         self.corpus_config: CorpusConfig | None = None
@@ -527,6 +531,10 @@ class LibriSpeechDataModule(L.LightningDataModule):
         extractor = self._new_extractor()  # raw features do not need the CMVN statistics
         if split == "train":
             utts, speeds = self._training_utterances(), self._speeds()
+        elif split == "train_monitor":  # a fixed sample of training utterances, scored like dev (no augmentation)
+            train = self._training_utterances()
+            pick = np.random.default_rng(self.seed).permutation(len(train))[: self.monitor_train_utterances]
+            utts, speeds = [train[i] for i in sorted(pick)], (1.0,)
         else:
             names = self.dev_subsets if split == "dev" else self.test_subsets
             if not names:
@@ -709,9 +717,14 @@ class LibriSpeechDataModule(L.LightningDataModule):
         spec_augment = SpecAugment(**self.spec_augment_cfg) if self.spec_augment_cfg else None
         return self._loader(dataset, sampler, Collate(self.feature_extractor.cmvn, spec_augment, self.seed, sampler))
 
-    def val_dataloader(self) -> DataLoader:
-        """One loader over all ``dev_subsets`` (per-subset numbers: :meth:`eval_dataloader`)."""
-        return self._eval_loader(self._dataset("dev"), shard=True)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One loader over all ``dev_subsets`` (per-subset numbers: :meth:`eval_dataloader`); with
+        ``monitor_train_utterances``, a second one over that many training utterances (no augmentation),
+        for the learning curve of the training set beside the dev set's."""
+        dev = self._eval_loader(self._dataset("dev"), shard=True)
+        if not self.monitor_train_utterances:
+            return dev
+        return [dev, self._eval_loader(self._dataset("train_monitor"), shard=True)]
 
     def test_dataloader(self) -> DataLoader:
         """One loader over all ``test_subsets`` (per-subset numbers: :meth:`eval_dataloader`)."""

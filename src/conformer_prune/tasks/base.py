@@ -105,6 +105,10 @@ class ASRTask(L.LightningModule):
         self.val_loss = MeanMetric()
         self.val_wer = CorpusErrorRate("word")
         self.val_cer = CorpusErrorRate("char")
+        # the training-set learning curve (data.monitor_train_utterances > 0: a second validation loader)
+        self.train_monitor_wer = CorpusErrorRate("word")
+        self.train_monitor_cer = CorpusErrorRate("char")
+        self._train_monitored = False
 
     def attach_artifacts(self, tokenizer: Any, net_config: dict, feature_config: dict) -> None:
         """Tokenizer (its model goes into checkpoints) and plain-dict configs (into ``hyper_parameters``)."""
@@ -189,9 +193,15 @@ class ASRTask(L.LightningModule):
             for buffer in self.net.buffers():
                 torch.distributed.broadcast(buffer, src=0)
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         # Under DDP each rank sees its own share of the dev batches (no padding repeats); the metrics
         # keep sums that are reduced once at the end of the epoch, so the numbers are those of the set.
+        if dataloader_idx == 1:  # the data module's sample of training utterances (data.monitor_train_utterances)
+            hypotheses = self.greedy_transcribe(batch)
+            self.train_monitor_wer.update(hypotheses, batch["texts"])
+            self.train_monitor_cer.update(hypotheses, batch["texts"])
+            self._train_monitored = True
+            return
         loss = self.compute_loss(batch)
         self.val_loss.update(loss.detach(), weight=batch["features"].size(0))
         hypotheses = self.greedy_transcribe(batch)
@@ -202,6 +212,10 @@ class ASRTask(L.LightningModule):
         self.log("val/loss", self.val_loss)
         self.log("val/wer", self.val_wer, prog_bar=True)
         self.log("val/cer", self.val_cer, prog_bar=True)
+        if self._train_monitored:
+            self.log("train_monitor/wer", self.train_monitor_wer)
+            self.log("train_monitor/cer", self.train_monitor_cer)
+            self._train_monitored = False
 
     # -- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

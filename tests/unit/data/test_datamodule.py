@@ -247,3 +247,23 @@ def test_out_of_alphabet_transcripts_and_bad_config(tiny_librispeech: Path, tmp_
         make_dm(tree, tmp_path, on_error="ignore")
     with pytest.raises(ValueError, match="does not exist"):
         make_dm(tmp_path / "missing", tmp_path).setup("fit")
+
+
+def test_monitored_training_utterances_are_a_fixed_unaugmented_sample(tiny_librispeech: Path, tmp_path: Path) -> None:
+    plain = make_dm(tiny_librispeech, tmp_path)
+    plain.setup("fit")
+    assert not isinstance(plain.val_dataloader(), list)
+    dm = make_dm(tiny_librispeech, tmp_path, monitor_train_utterances=3, features={"speed_perturb": [0.9, 1.1]})
+    dm.setup("fit")
+    dev, monitor = dm.val_dataloader()
+    ids = [i for b in monitor for i in b["ids"]]
+    train_ids = {u.utt_id for u in read_subsets(tiny_librispeech, ["train-clean-100"])}
+    assert len(ids) == 3 and set(ids) <= train_ids
+    assert ids == [i for b in dm.val_dataloader()[1] for i in b["ids"]]  # the same sample every validation
+    first = next(iter(monitor))
+    utt = next(u for u in read_subsets(tiny_librispeech, ["train-clean-100"]) if u.utt_id == first["ids"][0])
+    audio, sr = load_audio(utt)
+    expected = dm.feature_extractor(audio, sr)  # speed 1.0, no SpecAugment
+    torch.testing.assert_close(first["features"][0][: expected.shape[0]], expected)
+    with pytest.raises(ValueError, match="monitor_train_utterances"):
+        make_dm(tiny_librispeech, tmp_path, monitor_train_utterances=-1)
