@@ -292,3 +292,22 @@ def tiny_tree_overrides(tree: Path, cache_dir: Path) -> list[str]:
         "callbacks.model_summary=null",
         "threads=1",
     ]
+
+
+def path_without(program: str, shadow: Path) -> str:
+    """A ``PATH`` with every program of the current one except ``program`` (symlinked into ``shadow``).
+
+    For tests that need a machine without an optional tool that this one has installed (flite): the
+    subprocesses they start cannot find it either.
+    """
+    import os
+
+    shadow.mkdir(parents=True, exist_ok=True)
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or not Path(directory).is_dir():
+            continue
+        for entry in Path(directory).iterdir():
+            link = shadow / entry.name
+            if entry.name != program and not link.exists() and not link.is_symlink() and os.access(entry, os.X_OK):
+                link.symlink_to(entry)
+    return str(shadow)

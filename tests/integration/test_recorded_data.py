@@ -1,7 +1,8 @@
 """Evaluating a run or its export uses exactly the data it was trained and tested on (issue #20), on any
 machine and from any directory; an export needs only the subsets it evaluates (issue #18).
 
-One tiny run on a tiny embedded corpus of its own (``engines: auto``, eSpeak only on this machine).
+One tiny run on a tiny embedded corpus of its own (``engines: auto``), made where flite is not on ``PATH``
+(hidden if this machine has it), so that flite can then "appear".
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from conformer_prune.data.record import RecordedDataMissingError, record_from_ch
 from conformer_prune.evaluation_cli import evaluate
 from conformer_prune.export import VerificationDataError, export_checkpoint
 from conformer_prune.inference import load_model
+from tests.helpers import path_without
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = {"train_minutes": 0.5, "eval_minutes": 0.15, "train_speakers": 2, "eval_speakers": 1,
@@ -51,7 +53,10 @@ def run(tmp_path_factory) -> Path:
         "data.corpus.progress=false",
         *(f"data.corpus.{k}={v}" for k, v in CORPUS.items()),
     ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", path_without("flite", base / "bin"))  # eSpeak only, whatever this machine has
+        assert resolve_engines("auto") == ["espeak"]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return base / "run"
 
@@ -81,7 +86,8 @@ def flite_appears(tmp_path: Path, monkeypatch) -> None:
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'flite-2.2-current Jul 2017' && exit 0\nexit 1\n")
     fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    hidden = path_without("flite", tmp_path / "shadow")  # the real one, if any, stays hidden
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{hidden}")
     assert resolve_engines("auto") == ["espeak", "flite"]
 
 

@@ -53,6 +53,25 @@ def tree_hash(base: Path) -> str:
     return digest.hexdigest()
 
 
+REAL_FLITE = corpus_module.flite_available()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_flite():
+    """Every test here starts on an eSpeak-only machine (CI installs flite); a test fakes flite or puts the
+    real one back (``real_flite``) itself."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(corpus_module, "flite_available", lambda: False)
+        yield
+
+
+@pytest.fixture
+def real_flite(monkeypatch) -> None:
+    if not REAL_FLITE:
+        pytest.skip("needs apt-get install flite")
+    monkeypatch.setattr(corpus_module, "flite_available", lambda: shutil.which("flite") is not None)
+
+
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("corpus")
@@ -60,8 +79,10 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "LibriSpeech"
 
 
-@pytest.mark.parametrize("engines", ["auto", ("espeak",)], ids=["auto", "espeak_only"])
-def test_same_seed_gives_a_byte_identical_tree_whatever_jobs(tmp_path: Path, engines) -> None:
+@pytest.mark.parametrize("engines", ["auto", ("espeak",), ("espeak", "flite")], ids=["auto", "espeak_only", "flite"])
+def test_same_seed_gives_a_byte_identical_tree_whatever_jobs(tmp_path: Path, engines, request) -> None:
+    if "flite" in engines:
+        request.getfixturevalue("real_flite")
     config = CorpusConfig(**TINY, engines=engines)
     generate_corpus(config, tmp_path / "a", jobs=1, progress=False)
     generate_corpus(config, tmp_path / "b", jobs=2, progress=False)
