@@ -53,7 +53,12 @@ def tree_hash(base: Path) -> str:
     return digest.hexdigest()
 
 
-REAL_FLITE = corpus_module.flite_available()
+REAL_WHICH = shutil.which
+REAL_FLITE = REAL_WHICH("flite") is not None
+
+
+def _which_but_flite(name: str, *args, **kwargs) -> str | None:
+    return None if name == "flite" else REAL_WHICH(name, *args, **kwargs)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,7 +66,7 @@ def no_flite():
     """Every test here starts on an eSpeak-only machine (CI installs flite); a test fakes flite or puts the
     real one back (``real_flite``) itself."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(corpus_module, "flite_available", lambda: False)
+        patch.setattr(shutil, "which", _which_but_flite)
         yield
 
 
@@ -69,7 +74,7 @@ def no_flite():
 def real_flite(monkeypatch) -> None:
     if not REAL_FLITE:
         pytest.skip("needs apt-get install flite")
-    monkeypatch.setattr(corpus_module, "flite_available", lambda: shutil.which("flite") is not None)
+    monkeypatch.setattr(shutil, "which", REAL_WHICH)
 
 
 @pytest.fixture(scope="module")
