@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from conformer_prune.dropout.base import DropoutFactory, UnitDropout
 from conformer_prune.dropout.standard import NoDropout
 from conformer_prune.models.attention import RelPositionMultiHeadAttention, relative_positions
+from conformer_prune.models.slicing import slice_depthwise_conv, slice_linear, slice_norm
 from conformer_prune.models.subsampling import Conv2dSubsampling
-from conformer_prune.pruning.slicing import slice_depthwise_conv, slice_linear, slice_norm
 
 SITE_KINDS = ("ffn1", "query", "value", "conv", "ffn2")
 
