@@ -45,10 +45,10 @@ from conformer_prune.inference import load_model
 from conformer_prune.models import ConformerEncoder
 from conformer_prune.models.ctc import CTCModel
 from conformer_prune.pruning.compact import FRAMES_PER_SECOND, compact_copy, count_params, encoder_of, macs_per_second
+from conformer_prune.sites import config_keys, kinds_of, site_kinds
 from conformer_prune.speed import group_macs, interleaved_times, module_profile, profile_table
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE_GROUPS = {"ffn": ("ffn1", "ffn2"), "query": ("query",), "value": ("value",), "conv": ("conv",)}
 
 
 def parse_keep(keep: float | str | Mapping[str, float]) -> dict[str, float]:
@@ -58,7 +58,8 @@ def parse_keep(keep: float | str | Mapping[str, float]) -> dict[str, float]:
     Raises:
         UserError: an unknown site group or a fraction outside [0, 1]; names ``keep``.
     """
-    kinds = [k for group in SITE_GROUPS.values() for k in group]
+    groups = {key: kinds_of(key) for key in config_keys()}
+    kinds = [k for group in groups.values() for k in group]
     if isinstance(keep, str) and "=" in keep:
         keep = dict((s.strip() for s in item.split("=", 1)) for item in keep.split(","))
     try:
@@ -67,9 +68,9 @@ def parse_keep(keep: float | str | Mapping[str, float]) -> dict[str, float]:
         else:
             fractions = dict.fromkeys(kinds, 1.0)
             for group, value in keep.items():
-                if group not in SITE_GROUPS:
-                    raise UserError(f"keep: unknown site group {group!r}; use {sorted(SITE_GROUPS)}")
-                fractions.update(dict.fromkeys(SITE_GROUPS[group], float(value)))
+                if group not in groups:
+                    raise UserError(f"keep: unknown site group {group!r}; use {sorted(groups)}")
+                fractions.update(dict.fromkeys(groups[group], float(value)))
     except (TypeError, ValueError) as err:
         if isinstance(err, UserError):
             raise
@@ -84,13 +85,7 @@ def synthetic_pair(preset: str, keep: dict[str, float], vocab: int, seed: int) -
     cfg = yaml.safe_load((ROOT / "conf" / "model" / "encoder" / f"{preset}.yaml").read_text())
     args = {k: v for k, v in cfg.items() if not k.startswith("_") and not k.endswith("_dropout")}
     torch.manual_seed(seed)
-    encoder = ConformerEncoder(
-        **args,
-        ffn_dropout=AdaptiveDropout,
-        query_dropout=AdaptiveDropout,
-        value_dropout=AdaptiveDropout,
-        conv_dropout=AdaptiveDropout,
-    )
+    encoder = ConformerEncoder(**args, **{spec.dropout_arg: AdaptiveDropout for spec in site_kinds()})
     dense = CTCModel(encoder, vocab).eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

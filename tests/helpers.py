@@ -93,8 +93,10 @@ def closed_form_params(d: int, widths: list[dict], kernel: int, sub: int, feat: 
 def net_config(head: str = "ctc", vocab_size: int = 30, site: dict | None = ADAPTIVE, **encoder) -> dict:
     """A resolved ``net_config`` as ``scripts/train.py`` stores it in checkpoints (tiny encoder)."""
     enc = {**copy.deepcopy(TINY_ENCODER), **encoder}
-    for key in ("ffn_dropout", "query_dropout", "value_dropout", "conv_dropout"):
-        enc[key] = copy.deepcopy(site)
+    from conformer_prune.sites import site_kinds
+
+    for spec in site_kinds():
+        enc[spec.dropout_arg] = copy.deepcopy(site)
     if head == "ctc":
         return {"_target_": "conformer_prune.models.ctc.CTCModel", "vocab_size": vocab_size, "blank": 0, "encoder": enc}
     return {

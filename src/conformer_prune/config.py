@@ -38,6 +38,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from conformer_prune.errors import UserError, full_error, report_user_error, user_error
+from conformer_prune.sites import config_keys
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +336,7 @@ def _check_contradictions(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Check a composed config (no files read); raise :class:`ConfigError` naming the bad key."""
     check_types(cfg)
-    for site in ("ffn", "query", "value", "conv"):
+    for site in config_keys():
         if OmegaConf.select(cfg, f"dropout.{site}") is not None:
             _check(f"dropout.{site}", lambda site=site: instantiate(cfg.dropout[site])(4))
     for key in ("pruning.target", "pruning.temperature"):

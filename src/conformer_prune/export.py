@@ -74,6 +74,7 @@ from conformer_prune.pruning.compact import (
     macs_per_second,
     param_report,
 )
+from conformer_prune.sites import site_kinds
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -82,7 +83,6 @@ log = logging.getLogger(__name__)
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 FEATURES_TARGET = "conformer_prune.data.features.FeatureExtractor.from_config"
-DROPOUT_KEYS = ("ffn_dropout", "query_dropout", "value_dropout", "conv_dropout")
 MAC_REFERENCE_SECONDS = 10.0
 
 
@@ -163,8 +163,8 @@ def compacted_net_config(net_config: dict, layer_widths: list[dict]) -> dict:
     """The net config with the compacted ``layer_widths`` and no dropout module at any site."""
     config = copy.deepcopy(net_config)
     encoder = config["encoder"]
-    for key in DROPOUT_KEYS:
-        encoder[key] = None
+    for spec in site_kinds():
+        encoder[spec.dropout_arg] = None
     encoder["layer_widths"] = copy.deepcopy(layer_widths)
     return config
 

@@ -37,9 +37,10 @@ from typing import Any
 
 import yaml
 
+from conformer_prune.sites import config_keys
+
 log = logging.getLogger(__name__)
 
-SITES = ("ffn", "query", "value", "conv")
 SUBSET_ORDER = ("dev-clean", "dev-other", "test-clean", "test-other")
 
 METHODS: dict[str, tuple[str, str]] = {
@@ -162,7 +163,7 @@ def _method(config: Mapping | None, choices: Mapping | None) -> str:
     choice = (choices or {}).get("dropout")
     if choice:
         return str(choice)
-    targets = {str(_select(config, f"dropout.{site}._target_") or "").rsplit(".", 1)[-1] for site in SITES}
+    targets = {str(_select(config, f"dropout.{site}._target_") or "").rsplit(".", 1)[-1] for site in config_keys()}
     targets.discard("")
     methods = {TARGET_TO_METHOD.get(t, t) for t in targets}
     if methods == {"adaptive"}:
