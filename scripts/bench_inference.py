@@ -83,7 +83,7 @@ def parse_keep(keep: float | str | Mapping[str, float]) -> dict[str, float]:
 def synthetic_pair(preset: str, keep: dict[str, float], vocab: int, seed: int) -> tuple[nn.Module, nn.Module, int]:
     """A random CTC model with adaptive dropout at every site, ``keep[kind]`` of each site's units kept."""
     cfg = yaml.safe_load((ROOT / "conf" / "model" / "encoder" / f"{preset}.yaml").read_text())
-    args = {k: v for k, v in cfg.items() if not k.startswith("_") and not k.endswith("_dropout")}
+    args = {k: v for k, v in cfg.items() if not k.startswith("_") and not k.endswith("_dropout") and k != "defaults"}
     torch.manual_seed(seed)
     encoder = ConformerEncoder(**args, **{spec.dropout_arg: AdaptiveDropout for spec in site_kinds()})
     dense = CTCModel(encoder, vocab).eval()
