@@ -49,8 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from conformer_prune.data.tokenizer import Tokenizer
-from conformer_prune.dropout.adaptive import AdaptiveDropout
-from conformer_prune.dropout.base import LearnsRetention
+from conformer_prune.dropout.base import LearnsRetention, Thresholded
 from conformer_prune.errors import UserError
 from conformer_prune.inference import (
     CONFIG_FILE,
@@ -500,9 +499,11 @@ def _notes_on_strategies(net: nn.Module, threshold: float | None) -> tuple[dict[
             + "): the model was trained without adaptive dropout, so it is exported dense (same size and speed); "
             "train with dropout=adaptive to prune"
         )
-    if threshold is not None and any(not isinstance(s.module, AdaptiveDropout) for s in learned):
+    untouched = sorted({type(s.module).__name__ for s in learned if not isinstance(s.module, Thresholded)})
+    if threshold is not None and untouched:
         notes.append(
-            f"threshold={threshold} applies to AdaptiveDropout sites only; other strategies use their own gates"
+            f"threshold={threshold} applies only to strategies with a threshold; {', '.join(untouched)} use their "
+            "own gates"
         )
     return dict(strategies), notes
 
@@ -526,8 +527,9 @@ def export_checkpoint(
         out_dir: export directory (created; must be absent or empty unless ``overwrite``).
         datamodule: the run's data module, for real verification utterances; ``None`` rebuilds it from the
             data the checkpoint records (older checkpoints: ``<run>/.hydra/config.yaml``).
-        threshold: prune adaptive-dropout units with retention probability below this; ``None`` keeps
-            the threshold the model was trained with (``pruning.threshold``, default 0.5).
+        threshold: prune the units of strategies with a threshold (:class:`~conformer_prune.dropout.Thresholded`:
+            adaptive dropout) whose retention probability is below this; ``None`` keeps the threshold the
+            model was trained with (``pruning.threshold``, default 0.5).
         atol: largest accepted |compacted - masked| output difference.
         verify_batches: evaluation batches to verify on.
         overwrite: replace a non-empty ``out_dir``.
@@ -563,7 +565,7 @@ def export_checkpoint(
         raise ValueError(f"{ckpt_file}: feature_config.n_mels={n_mels} but the encoder's input_dim={input_dim}")
     if threshold is not None:
         for site in encoder_of(masked).sites():
-            if isinstance(site.module, AdaptiveDropout):
+            if isinstance(site.module, Thresholded):
                 site.module.threshold = float(threshold)
     strategies, notes = _notes_on_strategies(masked, threshold)
 

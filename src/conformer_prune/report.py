@@ -37,28 +37,19 @@ from typing import Any
 
 import yaml
 
-from conformer_prune.sites import config_keys
+from conformer_prune.sites import config_keys, group_of
 
 log = logging.getLogger(__name__)
 
 SUBSET_ORDER = ("dev-clean", "dev-other", "test-clean", "test-other")
 
-METHODS: dict[str, tuple[str, str]] = {
-    # method key -> (label, kind); kind is one of adaptive | ablation | dense | baseline
-    "adaptive": ("adaptive dropout", "adaptive"),
-    "adaptive_ffn": ("adaptive dropout (FFN only)", "ablation"),
-    "adaptive_attention": ("adaptive dropout (attention only)", "ablation"),
-    "adaptive_conv": ("adaptive dropout (conv only)", "ablation"),
-    "standard": ("dense (standard dropout)", "dense"),
-    "none": ("dense (no dropout)", "dense"),
-    "hard_concrete": ("L0 hard-concrete", "baseline"),
-    "dense_same_size": ("dense, same size", "baseline"),
-    "dense_uniform": ("dense, uniform small", "baseline"),
-    "magnitude_finetune": ("magnitude pruning + fine-tune", "baseline"),
-    "fixed_mask": ("fixed mask", "baseline"),
+EXPERIMENT_METHODS: dict[str, str] = {
+    # the `method` key of the baseline experiments (conf/experiment/*.yaml) -> label: what they do is not their
+    # strategy's (a dense or fixed-mask one), so their label is theirs
+    "dense_same_size": "dense, same size",
+    "dense_uniform": "dense, uniform small",
+    "magnitude_finetune": "magnitude pruning + fine-tune",
 }
-ALPHA_METHODS = {"adaptive", "adaptive_ffn", "adaptive_attention", "adaptive_conv", "hard_concrete"}
-"""Methods whose penalty ``pruning.alpha`` weighs (the alpha is part of their setting)."""
 SOURCE_KEYS = ("widths_from", "params_from", "counts_from", "target_params", "keep_ratio")
 """Keys that say which run (or budget) a baseline was matched to."""
 IGNORED_OVERRIDES = (
@@ -78,13 +69,23 @@ IGNORED_OVERRIDES = (
     *SOURCE_KEYS,
 )
 """Overrides that never make a different setting (replicates, paths, or keys handled on their own)."""
-TARGET_TO_METHOD = {
-    "AdaptiveDropout": "adaptive",
-    "StandardDropout": "standard",
-    "NoDropout": "none",
-    "HardConcreteGate": "hard_concrete",
-    "FixedMaskDropout": "fixed_mask",
-}
+KIND_OF_ROLE = {"method": "adaptive", "baseline": "baseline", "dense": "dense"}
+"""Report kind of a run whose pruning strategy (``UnitDropout.role``) is used at every site; a ``method`` used at
+some sites only (the others dense) is an ``ablation``."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a run's method is, from its strategies' metadata (:class:`~conformer_prune.dropout.UnitDropout`) or
+    a baseline experiment's ``method`` key: the ``key`` its runs are grouped by, its ``label``, its ``kind``
+    (``dense`` | ``adaptive`` | ``ablation`` | ``baseline``), whether ``pruning.alpha`` is part of its setting
+    (``uses_alpha``) and whether it learns retention probabilities (``learns_retention``)."""
+
+    key: str
+    label: str
+    kind: str = "baseline"
+    uses_alpha: bool = False
+    learns_retention: bool = False
 
 
 # -- one run ---------------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ class Run:
     """One training run directory, read for the report."""
 
     path: Path
-    method: str
+    method_info: Method
     seed: int | None
     alpha: float | None
     matched_to: str | None
@@ -113,12 +114,16 @@ class Run:
     config: dict = field(default_factory=dict, repr=False)
 
     @property
+    def method(self) -> str:
+        return self.method_info.key
+
+    @property
     def label(self) -> str:
-        return METHODS.get(self.method, (self.method, "baseline"))[0]
+        return self.method_info.label
 
     @property
     def kind(self) -> str:
-        return METHODS.get(self.method, (self.method, "baseline"))[1]
+        return self.method_info.kind
 
     @property
     def core(self) -> str:
@@ -156,21 +161,61 @@ def _overrides(items: Iterable[str] | None) -> dict[str, str]:
     return out
 
 
-def _method(config: Mapping | None, choices: Mapping | None) -> str:
+def _strategies(config: Mapping | None) -> dict[str, type | None]:
+    """Site config key -> the strategy class its run configured (``None``: not resolvable here)."""
+    from omegaconf import OmegaConf
+
+    from conformer_prune.inference import resolve_target
+
+    try:  # a run's .hydra/config.yaml keeps its interpolations (`ffn: ${.strategy}`)
+        node = OmegaConf.create(dict(config or {}))
+    except Exception:  # noqa: BLE001 - not a config: no strategies known
+        return {}
+    found: dict[str, type | None] = {}
+    for key in config_keys():
+        try:
+            target = OmegaConf.select(node, f"dropout.{key}._target_")
+        except Exception:  # noqa: BLE001 - an interpolation this process cannot resolve
+            target = None
+        if target is None:
+            continue
+        try:
+            found[key] = resolve_target(str(target), allowed_prefixes=None)
+        except ValueError:
+            found[key] = None
+    return found
+
+
+def method_of(config: Mapping | None, choices: Mapping | None) -> Method:
+    """The :class:`Method` of a run: its strategies' metadata, or the baseline experiment its ``method`` names.
+
+    The key is the run's ``method`` (the baseline experiments set it), else its ``dropout`` option. The label
+    and kind come from the strategy classes at its sites: one pruning strategy (``role`` ``method`` or
+    ``baseline``) at every site is that strategy (``adaptive dropout``), at some sites only (dense elsewhere)
+    an ablation (``adaptive dropout (FFN only)``), none a dense run.
+    """
+    strategies = _strategies(config)
+    classes = [c for c in strategies.values() if c is not None]
+    uses_alpha = any(getattr(c, "uses_alpha", False) for c in classes)
+    learns = any(getattr(c, "learns_retention", False) for c in classes)
     explicit = _select(config, "method")
-    if explicit:
-        return str(explicit)
     choice = (choices or {}).get("dropout")
-    if choice:
-        return str(choice)
-    targets = {str(_select(config, f"dropout.{site}._target_") or "").rsplit(".", 1)[-1] for site in config_keys()}
-    targets.discard("")
-    methods = {TARGET_TO_METHOD.get(t, t) for t in targets}
-    if methods == {"adaptive"}:
-        return "adaptive"
-    if "adaptive" in methods and len(methods) == 2:
-        return "adaptive (partial)"
-    return methods.pop() if len(methods) == 1 else "unknown"
+    key = str(explicit or choice or "+".join(dict.fromkeys(c.__name__ for c in classes)) or "unknown")
+    if explicit or not classes or len(classes) < len(strategies):
+        return Method(key, EXPERIMENT_METHODS.get(key, key), "baseline", uses_alpha, learns)
+    pruning = {k: c for k, c in strategies.items() if getattr(c, "role", "dense") != "dense"}
+    if not pruning:
+        main = max(classes, key=classes.count)
+        return Method(key, getattr(main, "label", main.__name__), "dense", uses_alpha, learns)
+    if len(set(pruning.values())) > 1:
+        label = " + ".join(dict.fromkeys(getattr(c, "label", c.__name__) for c in pruning.values()))
+        return Method(key, label, "baseline", uses_alpha, learns)
+    main = next(iter(pruning.values()))
+    label, kind = getattr(main, "label", main.__name__), KIND_OF_ROLE[main.role]
+    if len(pruning) < len(strategies):
+        label += f" ({' + '.join(dict.fromkeys(group_of(k) for k in pruning))} only)"
+        kind = "ablation" if main.role == "method" else kind
+    return Method(key, label, kind, uses_alpha, learns)
 
 
 def run_dir_of(path: str | Path) -> Path | None:
@@ -194,10 +239,9 @@ def _matched_to(config: Mapping | None) -> str | None:
                 return Path(str(source)).name
             src_config = _load_yaml(run_dir / ".hydra" / "config.yaml")
             src_hydra = _load_yaml(run_dir / ".hydra" / "hydra.yaml")
-            method = _method(src_config, _select(src_hydra, "hydra.runtime.choices"))
-            alpha = _select(src_config, "pruning.alpha") if method in ALPHA_METHODS else None
-            label = METHODS.get(method, (method, ""))[0]
-            return label + (f" α={_fmt_alpha(float(alpha))}" if alpha is not None else "")
+            method = method_of(src_config, _select(src_hydra, "hydra.runtime.choices"))
+            alpha = _select(src_config, "pruning.alpha") if method.uses_alpha else None
+            return method.label + (f" α={_fmt_alpha(float(alpha))}" if alpha is not None else "")
     if _select(config, "target_params"):
         return f"{int(_select(config, 'target_params')):,} encoder params"
     if _select(config, "keep_ratio"):
@@ -233,9 +277,9 @@ def read_run(run_dir: str | Path, metric: str = "wer") -> Run:
     config = _load_yaml(run_dir / ".hydra" / "config.yaml") or {}
     hydra_cfg = _load_yaml(run_dir / ".hydra" / "hydra.yaml")
     overrides = _overrides(_load_yaml(run_dir / ".hydra" / "overrides.yaml"))
-    method = _method(config, _select(hydra_cfg, "hydra.runtime.choices"))
+    method = method_of(config, _select(hydra_cfg, "hydra.runtime.choices"))
     alpha = _select(config, "pruning.alpha")
-    alpha = float(alpha) if method in ALPHA_METHODS and isinstance(alpha, int | float | str) else None
+    alpha = float(alpha) if method.uses_alpha and isinstance(alpha, int | float | str) else None
 
     export_dir = Path(results["export"]) if results.get("export") else run_dir / "export"
     if not export_dir.is_dir():  # a moved run: its export is still next to results.json
@@ -250,7 +294,7 @@ def read_run(run_dir: str | Path, metric: str = "wer") -> Run:
     seed = config.get("seed")
     return Run(
         path=run_dir,
-        method=method,
+        method_info=method,
         seed=int(seed) if isinstance(seed, int) else None,
         alpha=alpha,
         matched_to=_matched_to(config),
@@ -265,7 +309,7 @@ def read_run(run_dir: str | Path, metric: str = "wer") -> Run:
         mac_ratio=report.get("mac_ratio"),
         cpu_speedup=_speedup(run_dir, results),
         corpus_id=(results.get("corpus") or {}).get("corpus_id"),
-        decided=_decided(results) if method in ALPHA_METHODS else None,
+        decided=_decided(results) if method.learns_retention else None,
         config=config,
     )
 
@@ -788,7 +832,7 @@ def pareto_plot(
             points.sort(key=lambda p: p[0])
             xs, ys, yerr, xerr = ([p[i] for p in points] for i in range(4))
             size = 16 if marker == "*" else 8
-            linestyle = "-" if method in ALPHA_METHODS and len(points) > 1 else "none"
+            linestyle = "-" if members[0].runs[0].method_info.uses_alpha and len(points) > 1 else "none"
             ax.errorbar(
                 xs,
                 ys,
@@ -799,7 +843,7 @@ def pareto_plot(
                 color=colour,
                 markersize=size,
                 capsize=3,
-                label=METHODS.get(method, (method, ""))[0],
+                label=members[0].runs[0].label,
                 zorder=4 if marker == "*" else 3,  # the reference stays visible
             )
             for x, y, *_, g in points:
