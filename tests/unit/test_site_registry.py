@@ -154,3 +154,17 @@ def test_the_baselines_score_count_and_scale_it(toy_site) -> None:
     widths, factor, params = baselines.scale_to_params(GEOMETRY, baselines.encoder_params(GEOMETRY, None) // 2)
     assert widths[0]["toy"] == max(1, round(factor * 8))
     assert params == baselines.encoder_params(GEOMETRY, widths)
+
+
+def test_the_report_names_an_ablation_at_the_new_site(toy_site) -> None:
+    from conformer_prune.report import method_of
+
+    adaptive = {"_target_": "conformer_prune.dropout.AdaptiveDropout", "_partial_": True}
+    standard = {"_target_": "conformer_prune.dropout.StandardDropout", "_partial_": True}
+    dropout = {
+        "strategy": adaptive,
+        "fallback": standard,
+        **{key: "${.fallback}" for key in ("ffn", "query", "value", "conv")},
+    }
+    method = method_of({"dropout": {**dropout, "toy": "${.strategy}"}}, {"dropout": "adaptive_toy"})
+    assert (method.label, method.kind, method.uses_alpha) == ("adaptive dropout (adapter only)", "ablation", True)
