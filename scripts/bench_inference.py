@@ -99,7 +99,7 @@ def synthetic_pair(preset: str, keep: dict[str, float], vocab: int, seed: int) -
 
 
 def exported_pair(export_dir: str, ckpt: str) -> tuple[nn.Module, nn.Module, int]:
-    from conformer_prune.export import build_dense_net, read_checkpoint
+    from conformer_prune.checkpoint import build_dense_net, read_checkpoint
 
     checkpoint = read_checkpoint(ckpt)
     dense = build_dense_net(checkpoint, ckpt)

@@ -53,6 +53,7 @@ from torch import Tensor
 from conformer_prune.dropout.fixed_mask import FixedMaskDropout
 from conformer_prune.models.conformer import ConformerEncoder
 from conformer_prune.pruning.compact import count_params
+from conformer_prune.rundir import CONFIG_FILE, REPORT_FILE, checkpoint_of, export_dir_of
 from conformer_prune.sites import dense_layer_widths, kinds, site_kinds, total_width
 
 log = logging.getLogger(__name__)
@@ -67,34 +68,15 @@ ENCODER_DEFAULTS: dict[str, int] = {
 """``ConformerEncoder``'s own defaults (read from its signature), for configs that leave a key out."""
 
 
-# -- locating what a source path points at ----------------------------------------------------------
-def export_dir_of(path: str | Path, key: str) -> Path:
-    """The export directory behind ``path``: an export dir, a file in it, or a run dir (``<run>/export``).
-
-    Raises:
-        ValueError: nothing usable at ``path``; the message names ``key`` and what to pass.
-    """
-    source = Path(str(path)).expanduser()
-    if source.is_file():
-        source = source.parent
-    for candidate in (source, source / "export"):
-        if (candidate / "config.yaml").is_file() and (candidate / "report.json").is_file():
-            return candidate
-    raise ValueError(
-        f"{key}={path}: not an export directory (no config.yaml + report.json there or in {source / 'export'}); "
-        "pass the <run>/export directory of a finished training run, or a scripts/export.py out_dir"
-    )
-
-
 def read_export(path: str | Path, key: str) -> tuple[dict, dict]:
     """``(config.yaml, report.json)`` of the export behind ``path`` as plain dicts."""
     import yaml
 
     export = export_dir_of(path, key)
-    config = yaml.safe_load((export / "config.yaml").read_text())
-    report = json.loads((export / "report.json").read_text())
+    config = yaml.safe_load((export / CONFIG_FILE).read_text())
+    report = json.loads((export / REPORT_FILE).read_text())
     if not isinstance(config, dict) or "encoder" not in (config.get("net") or {}):
-        raise ValueError(f"{key}={path}: {export / 'config.yaml'} has no net.encoder section (re-export the model)")
+        raise ValueError(f"{key}={path}: {export / CONFIG_FILE} has no net.encoder section (re-export the model)")
     return config, report
 
 
@@ -343,24 +325,6 @@ register_resolvers()
 
 
 # -- dense weights for magnitude pruning ----------------------------------------------------------
-def resolve_checkpoint(path: str | Path, key: str = "init_from") -> Path:
-    """A training checkpoint: ``path``, or a run dir's evaluated checkpoint (``results.json``) or ``last.ckpt``."""
-    source = Path(str(path)).expanduser()
-    if source.is_file():
-        return source
-    if source.is_dir():
-        results = source / "results.json"
-        if results.is_file():
-            best = json.loads(results.read_text()).get("checkpoint")
-            if best and Path(best).is_file():
-                return Path(best)
-        if (source / "checkpoints" / "last.ckpt").is_file():
-            return source / "checkpoints" / "last.ckpt"
-    raise ValueError(
-        f"{key}={path}: no training checkpoint there; pass a <run>/checkpoints/*.ckpt file or a finished run dir"
-    )
-
-
 def load_dense_weights_(net: torch.nn.Module, path: str | Path, key: str = "init_from") -> Path:
     """Copy a training checkpoint's ``net.*`` weights into ``net`` in place (strategy state excepted).
 
@@ -373,12 +337,12 @@ def load_dense_weights_(net: torch.nn.Module, path: str | Path, key: str = "init
     Raises:
         ValueError: unreadable checkpoint or weights that do not fit ``net``; the message names ``key``.
     """
+    from conformer_prune.checkpoint import net_state, read_checkpoint
     from conformer_prune.dropout.base import UnitDropout
-    from conformer_prune.export import read_checkpoint
 
-    file = resolve_checkpoint(path, key)
+    file = checkpoint_of(path, key)
     ckpt = read_checkpoint(file)
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    state = net_state(ckpt)
     if not state:
         raise ValueError(f"{key}={file}: the checkpoint has no net.* weights")
     sites = {name for name, module in net.named_modules() if isinstance(module, UnitDropout)}

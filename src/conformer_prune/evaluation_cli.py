@@ -38,14 +38,22 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
+from conformer_prune.checkpoint import build_dense_net, read_checkpoint, tokenizer_bytes_of
 from conformer_prune.distributed import resolve_eval_device
 from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE, evaluate_net, flatten_results, split_utterance_errors
 from conformer_prune.pruning.compact import count_params, encoder_of
 from conformer_prune.run_summary import evaluate_summary, print_summary, results_table  # noqa: F401 (re-export)
+from conformer_prune.rundir import (
+    LEXICON_FILE,
+    LM_FILE,
+    REPORT_FILE,
+    RUN_CONFIG,
+    TOKENIZER_FILE,
+    locate_model,
+    run_dir_of_checkpoint,
+)
 
 log = logging.getLogger(__name__)
-
-RUN_CONFIG = Path(".hydra") / "config.yaml"
 
 
 @dataclass
@@ -90,17 +98,14 @@ def _run_config(*candidates: Path) -> tuple[DictConfig | None, Path | None]:
 
 def _from_checkpoint(file: Path) -> ModelSource:
     from conformer_prune.data.record import record_from_checkpoint
-    from conformer_prune.export import build_dense_net, read_checkpoint
 
     ckpt = read_checkpoint(file)
     net = build_dense_net(ckpt, file)
-    tokenizer_bytes = ckpt.get("tokenizer_model")
-    if tokenizer_bytes is None:
-        run_tokenizer = file.parent.parent / "tokenizer.model"
-        if not run_tokenizer.is_file():
-            raise ValueError(f"model_path={file}: the checkpoint has no tokenizer_model and {run_tokenizer} is missing")
-        tokenizer_bytes = run_tokenizer.read_bytes()
-    run_config, config_file = _run_config(file.parent.parent)
+    try:
+        tokenizer_bytes, _ = tokenizer_bytes_of(ckpt, file)
+    except ValueError as err:
+        raise ValueError(f"model_path={file}: {err}") from err
+    run_config, config_file = _run_config(run_dir_of_checkpoint(file))
     return ModelSource(
         "checkpoint",
         file,
@@ -114,7 +119,7 @@ def _from_checkpoint(file: Path) -> ModelSource:
 
 
 def _from_export(export_dir: Path) -> ModelSource:
-    from conformer_prune.inference import REPORT_FILE, TOKENIZER_FILE, load_model
+    from conformer_prune.inference import load_model
 
     loaded = load_model(export_dir)
     features = loaded.config.get("features") or {}
@@ -123,7 +128,7 @@ def _from_export(export_dir: Path) -> ModelSource:
     if report_file.is_file():
         checkpoint = json.loads(report_file.read_text()).get("checkpoint")
         if checkpoint:
-            candidates.append(Path(checkpoint).parent.parent)
+            candidates.append(run_dir_of_checkpoint(checkpoint))
     run_config, config_file = _run_config(*candidates)
     tokenizer_file = export_dir / loaded.config.get("tokenizer", TOKENIZER_FILE)
     return ModelSource(
@@ -136,32 +141,6 @@ def _from_export(export_dir: Path) -> ModelSource:
         config_file,
         loaded.config,
         data_record=loaded.config.get("data"),
-    )
-
-
-def locate_model(model_path: str | Path | None) -> tuple[str, Path]:
-    """What ``model_path`` points at, without loading it: ``("checkpoint", file)`` or ``("export", dir)``.
-
-    Raises:
-        ValueError: nothing usable at ``model_path``; the message says what to pass.
-    """
-    if model_path in (None, "", "???"):
-        raise ValueError("model_path is required: a <run>/checkpoints/*.ckpt file, an export dir or a run dir")
-    path = Path(str(model_path)).expanduser()
-    if path.is_file():
-        return "checkpoint", path
-    if path.is_dir():
-        if (path / "config.yaml").is_file():
-            return "export", path
-        if (path / "export" / "config.yaml").is_file():
-            return "export", path / "export"
-        if (path / "checkpoints").is_dir():
-            from conformer_prune.baselines import resolve_checkpoint
-
-            return "checkpoint", resolve_checkpoint(path, key="model_path")
-    raise ValueError(
-        f"model_path={model_path}: no checkpoint, export directory or run directory there (pass "
-        "<run>/checkpoints/<best>.ckpt, <run>/export, or the run directory)"
     )
 
 
@@ -290,7 +269,7 @@ def build_eval_decoders(
     config gets the exporter's: greedy and a prefix beam search).
     """
     from conformer_prune.decoders import build_decoders
-    from conformer_prune.export import LEXICON_FILE, LM_FILE, decoding_config
+    from conformer_prune.export import decoding_config
     from conformer_prune.inference import build_decoder
 
     decoding = cfg.get("decoding")

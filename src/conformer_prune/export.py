@@ -48,19 +48,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from conformer_prune.data.tokenizer import Tokenizer
+from conformer_prune.checkpoint import EXPORT_FORMAT, build_dense_net, build_net, read_checkpoint, tokenizer_of
 from conformer_prune.dropout.base import LearnsRetention, Thresholded
 from conformer_prune.errors import UserError
-from conformer_prune.inference import (
-    CONFIG_FILE,
-    EXPORT_FORMAT,
-    REPORT_FILE,
-    TOKENIZER_FILE,
-    WEIGHTS_FILE,
-    build_net,
-    instantiate_node,
-)
-from conformer_prune.models.ctc import CTCModel, ctc_greedy_ids
+from conformer_prune.models.ctc import ctc_greedy_ids
 from conformer_prune.models.transducer import TransducerModel
 from conformer_prune.onnx_export import CTC_FILES, TRANSDUCER_FILES
 from conformer_prune.pruning.compact import (
@@ -72,6 +63,16 @@ from conformer_prune.pruning.compact import (
     kept_units,
     macs_per_second,
     param_report,
+)
+from conformer_prune.rundir import (
+    CONFIG_FILE,
+    LEXICON_FILE,
+    LM_FILE,
+    REPORT_FILE,
+    RUN_CONFIG,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    run_dir_of_checkpoint,
 )
 from conformer_prune.sites import site_kinds
 
@@ -91,70 +92,6 @@ class ExportVerificationError(UserError):
 
 class VerificationDataError(ValueError):
     """No real utterance to verify on (and ``allow_generated`` is off): nothing was written."""
-
-
-# -- reading the checkpoint -------------------------------------------------------------------------
-def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
-    """Load a training checkpoint and check it has what export needs.
-
-    Raises:
-        ValueError: missing, unreadable or incomplete checkpoint; the message names the file.
-    """
-    file = Path(ckpt_path)
-    if not file.is_file():
-        raise ValueError(f"{file}: no such checkpoint (ckpt_path must be a <run>/checkpoints/*.ckpt file)")
-    try:  # a Lightning checkpoint pickles its hyper-parameters: load only checkpoints you trust
-        ckpt = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise ValueError(f"{file} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise ValueError(f"{file} has no state_dict: it is not a Lightning training checkpoint of this project")
-    hparams = ckpt.get("hyper_parameters") or {}
-    for key, why in (("net_config", "the architecture"), ("feature_config", "the features (CMVN statistics)")):
-        if not isinstance(hparams.get(key), dict):
-            raise ValueError(
-                f"{file}: hyper_parameters.{key} is missing, so {why} cannot be rebuilt; export needs a "
-                "checkpoint written by scripts/train.py"
-            )
-    return ckpt
-
-
-def _tokenizer_of(ckpt: dict, file: Path) -> Tokenizer:
-    """The checkpoint's tokenizer (``tokenizer_model`` bytes, else ``<run>/tokenizer.model``)."""
-
-    model_bytes = ckpt.get("tokenizer_model")
-    source = f"{file} (tokenizer_model)"
-    if model_bytes is None:
-        run_file = file.parent.parent / TOKENIZER_FILE
-        if not run_file.is_file():
-            raise ValueError(f"{file} has no tokenizer_model and {run_file} does not exist: cannot export text output")
-        model_bytes, source = run_file.read_bytes(), str(run_file)
-    try:
-        return Tokenizer.from_bytes(model_bytes)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"{source}: not a usable SentencePiece model: {err}") from err
-
-
-def build_dense_net(ckpt: dict, file: str | Path) -> nn.Module:
-    """The trained network of a checkpoint, in eval mode (the masked model when sites prune)."""
-    net_config = ckpt["hyper_parameters"]["net_config"]
-    try:
-        net = instantiate_node(copy.deepcopy(net_config), allowed_prefixes=None)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"{file}: hyper_parameters.net_config does not build a network: {err}") from err
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    if not state:
-        raise ValueError(f"{file}: state_dict has no `net.*` weights: not a checkpoint of this project's tasks")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{file}: the weights do not match hyper_parameters.net_config: {err}") from err
-    if not isinstance(net, CTCModel | TransducerModel):
-        raise ValueError(
-            f"{file}: net_config builds a {type(net).__name__}; export handles CTCModel and TransducerModel"
-        )
-    encoder_of(net)  # raises TypeError unless the encoder is a ConformerEncoder
-    return net.eval()
 
 
 # -- configs ----------------------------------------------------------------------------------------
@@ -218,7 +155,7 @@ def _datamodule_from_run(ckpt_file: Path, ckpt: dict | None = None) -> tuple[Any
         else:
             from conformer_prune.evaluation_cli import legacy_data_config  # a run config of an older version
 
-            config, why = legacy_data_config(ckpt_file.parent.parent)
+            config, why = legacy_data_config(run_dir_of_checkpoint(ckpt_file))
             if config is None:
                 return None, why
             datamodule = instantiate(config)
@@ -325,15 +262,11 @@ def verify(masked: nn.Module, compacted: nn.Module, batches: list[dict], tokeniz
 
 
 # -- the run's decoder, carried -------------------------------------------------------------------------
-LM_FILE = "lm.arpa"
-LEXICON_FILE = "lexicon.txt"
-
-
 def run_decoder(run_dir: Path) -> tuple[str | None, dict | None, dict[str, bytes], str | None]:
     """The decoder a run's ``results.json`` reports (``decoding.default`` of ``<run>/.hydra/config.yaml``):
     its name, its config node (with ``lm_path`` / ``lexicon_words`` naming files of the export) and those
     files' bytes (the run's ``lm.arpa`` and ``lexicon.txt``); a note when it cannot be carried."""
-    config_file = run_dir / ".hydra" / "config.yaml"
+    config_file = run_dir / RUN_CONFIG
     if not config_file.is_file():
         return None, None, {}, None
     from omegaconf import OmegaConf
@@ -551,7 +484,7 @@ def export_checkpoint(
 
     ckpt = read_checkpoint(ckpt_file)
     hparams = ckpt["hyper_parameters"]
-    tokenizer = _tokenizer_of(ckpt, ckpt_file)
+    tokenizer = tokenizer_of(ckpt, ckpt_file)
     masked = build_dense_net(ckpt, ckpt_file)
     if masked.vocab_size != tokenizer.vocab_size:
         raise ValueError(
@@ -629,7 +562,7 @@ def export_checkpoint(
         },
     }
     decoding = decoding_config(stock)
-    evaluated, node, decoder_files, decoder_note = run_decoder(ckpt_file.parent.parent)
+    evaluated, node, decoder_files, decoder_note = run_decoder(run_dir_of_checkpoint(ckpt_file))
     if decoder_note:
         notes.append(decoder_note)
     if evaluated is not None and node is not None:

@@ -9,19 +9,15 @@ An export directory (written by :func:`conformer_prune.export.export_checkpoint`
 * ``model.safetensors`` (the state dict), ``tokenizer.model`` (SentencePiece) and ``report.json``;
 * ``lm.arpa`` and ``lexicon.txt`` when the run decoded with a word LM.
 
-:func:`load_model` rebuilds all of it with stock code and needs neither Lightning nor Hydra: the
-``_target_`` nodes are built by :func:`instantiate_node`, a small importlib resolver that understands
-``_target_``, ``_partial_`` and ``_args_`` (the subset of Hydra's syntax the exporter writes, so Hydra's
-``instantiate`` builds the same objects). A config is code, so by default the resolver only imports
-callables under ``conformer_prune.``: an export cannot make :func:`load_model` call anything else.
+:func:`load_model` rebuilds all of it with stock code and needs neither Lightning nor Hydra (the
+files are read by :mod:`conformer_prune.checkpoint`, whose resolver only builds ``conformer_prune``
+callables: an export cannot make :func:`load_model` call anything else).
 
 Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``N`` samples, ``C`` channels, ``V`` vocab.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -33,23 +29,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from conformer_prune.checkpoint import instantiate_node, load_export_net, read_export_config
 from conformer_prune.models.transducer import TransducerModel
+from conformer_prune.rundir import CONFIG_FILE, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
 
 Decoder = Callable[..., list[str]]
 
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.model"
-REPORT_FILE = "report.json"
-EXPORT_FORMAT = "conformer-prune-export/1"
-SAFE_PREFIXES: tuple[str, ...] = ("conformer_prune.",)
 DECODER_FILE_KEYS: tuple[str, ...] = ("lm_path", "lexicon_words")
 """Decoder arguments that may name a file of the export directory (``lm.arpa``, ``lexicon.txt``)."""
 
 BACKENDS = ("torch", "onnx")
-_NODE_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
 
 
 @torch.no_grad()
@@ -69,63 +60,6 @@ def transcribe_features(
     if isinstance(net, TransducerModel):
         return decoder(net, out, out_lens)
     return decoder(out.float().cpu(), out_lens.cpu())
-
-
-# -- a small _target_ resolver --------------------------------------------------------------------
-def resolve_target(path: str, allowed_prefixes: Sequence[str] | None = SAFE_PREFIXES) -> Callable[..., Any]:
-    """Import the callable named by a dotted path, e.g. ``pkg.module.Class.from_config``.
-
-    Args:
-        path: dotted path; the longest importable module prefix is imported, the rest is attributes.
-        allowed_prefixes: the path must start with one of these (``None``: anything importable).
-
-    Raises:
-        ValueError: the path is outside ``allowed_prefixes`` or does not name a callable.
-    """
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"_target_ must be a dotted path, got {path!r}")
-    if allowed_prefixes is not None and not path.startswith(tuple(allowed_prefixes)):
-        raise ValueError(
-            f"_target_ {path!r} is outside {list(allowed_prefixes)}: this loader only builds conformer_prune "
-            "modules (edit the config, or build the model yourself with hydra.utils.instantiate)"
-        )
-    parts = path.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError:
-            continue
-        try:
-            for attr in parts[cut:]:
-                obj = getattr(obj, attr)
-        except AttributeError as err:
-            raise ValueError(f"_target_ {path!r}: {err}") from err
-        if not callable(obj):
-            raise ValueError(f"_target_ {path!r} is not callable")
-        return obj
-    raise ValueError(f"_target_ {path!r}: no importable module in it")
-
-
-def instantiate_node(node: Any, allowed_prefixes: Sequence[str] | None = SAFE_PREFIXES) -> Any:
-    """Build a config node: a mapping with ``_target_`` is called with its other keys (built first,
-    recursively), or wrapped in :func:`functools.partial` when ``_partial_`` is true; ``_args_`` are
-    positional arguments. Lists and plain mappings are built element by element; other values pass.
-    """
-    if isinstance(node, Mapping):
-        if "_target_" not in node:
-            return {k: instantiate_node(v, allowed_prefixes) for k, v in node.items()}
-        unknown = {k for k in node if k.startswith("_") and k.endswith("_")} - _NODE_KEYS
-        if unknown:
-            raise ValueError(f"_target_ {node['_target_']!r}: unsupported keys {sorted(unknown)}")
-        target = resolve_target(node["_target_"], allowed_prefixes)
-        args = [instantiate_node(a, allowed_prefixes) for a in node.get("_args_", [])]
-        kwargs = {k: instantiate_node(v, allowed_prefixes) for k, v in node.items() if k not in _NODE_KEYS}
-        if node.get("_partial_", False):
-            return functools.partial(target, *args, **kwargs)
-        return target(*args, **kwargs)
-    if isinstance(node, list | tuple):
-        return [instantiate_node(v, allowed_prefixes) for v in node]
-    return node
 
 
 # -- loading an export ----------------------------------------------------------------------------
@@ -217,33 +151,6 @@ class LoadedModel:
         return self.transcribe_batch([waveform], sample_rate)[0]
 
 
-def read_export_config(path: str | Path) -> dict:
-    """``config.yaml`` of an export directory as a plain dict (``ValueError`` naming the file if unusable)."""
-    import yaml
-
-    file = Path(path) / CONFIG_FILE
-    if not file.is_file():
-        raise ValueError(
-            f"{file} does not exist: {path} is not an export directory (make one with "
-            "`python scripts/export.py ckpt_path=<checkpoint> out_dir=<dir>`)"
-        )
-    try:
-        config = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{file} is not valid YAML: {err}") from err
-    if not isinstance(config, dict) or "net" not in config:
-        raise ValueError(f"{file} has no `net` section: it was not written by the exporter (re-export the model)")
-    return config
-
-
-def build_net(config: Mapping[str, Any], allowed_prefixes: Sequence[str] | None = SAFE_PREFIXES) -> nn.Module:
-    """The (untrained) network described by the ``net`` node of an export config."""
-    net = instantiate_node(dict(config["net"]), allowed_prefixes)
-    if not isinstance(net, nn.Module):
-        raise ValueError(f"config `net` built a {type(net).__name__}, not an nn.Module")
-    return net
-
-
 def build_decoder(
     config: Mapping[str, Any], tokenizer: Any, name: str | None = None, root: str | Path | None = None
 ) -> Decoder:
@@ -280,30 +187,13 @@ def load_model(
     Raises:
         ValueError: a file is missing, unreadable or does not match the config; the message names it.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from conformer_prune.data.tokenizer import Tokenizer
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     root = Path(path)
     config = read_export_config(root)
-    net = build_net(config)
-    weights = root / config.get("weights", WEIGHTS_FILE)
-    if not weights.is_file():
-        raise ValueError(f"{weights} does not exist: the export is incomplete (re-export the model)")
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{weights} is not a readable safetensors file: {err}") from err
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{weights} does not match {root / CONFIG_FILE} (were they copied from different exports?): {err}"
-        ) from err
-    net.to(device).eval()
+    net = load_export_net(root, config).to(device).eval()
     tok_file = root / config.get("tokenizer", TOKENIZER_FILE)
     if not tok_file.is_file():
         raise ValueError(f"{tok_file} does not exist: the export is incomplete (re-export the model)")

@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from conformer_prune.rundir import RUN_CONFIG, run_dir_of
 from conformer_prune.sites import config_keys, group_of
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def _strategies(config: Mapping | None) -> dict[str, type | None]:
     """Site config key -> the strategy class its run configured (``None``: not resolvable here)."""
     from omegaconf import OmegaConf
 
-    from conformer_prune.inference import resolve_target
+    from conformer_prune.checkpoint import resolve_target
 
     try:  # a run's .hydra/config.yaml keeps its interpolations (`ffn: ${.strategy}`)
         node = OmegaConf.create(dict(config or {}))
@@ -218,17 +219,6 @@ def method_of(config: Mapping | None, choices: Mapping | None) -> Method:
     return Method(key, label, kind, uses_alpha, learns)
 
 
-def run_dir_of(path: str | Path) -> Path | None:
-    """The training run directory of a run dir, its export dir, or a checkpoint/report file inside it."""
-    p = Path(str(path)).expanduser()
-    if p.is_file():
-        p = p.parent
-    for candidate in (p, p.parent, p.parent.parent):
-        if (candidate / ".hydra" / "config.yaml").is_file():
-            return candidate
-    return None
-
-
 def _matched_to(config: Mapping | None) -> str | None:
     """The method and alpha of the run a baseline was matched to (or the budget it was given)."""
     for key in ("widths_from", "params_from", "counts_from"):
@@ -237,7 +227,7 @@ def _matched_to(config: Mapping | None) -> str | None:
             run_dir = run_dir_of(source)
             if run_dir is None:
                 return Path(str(source)).name
-            src_config = _load_yaml(run_dir / ".hydra" / "config.yaml")
+            src_config = _load_yaml(run_dir / RUN_CONFIG)
             src_hydra = _load_yaml(run_dir / ".hydra" / "hydra.yaml")
             method = method_of(src_config, _select(src_hydra, "hydra.runtime.choices"))
             alpha = _select(src_config, "pruning.alpha") if method.uses_alpha else None
@@ -274,7 +264,7 @@ def read_run(run_dir: str | Path, metric: str = "wer") -> Run:
         results = json.loads(results_file.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{results_file}: not a readable results.json ({err}); is {run_dir} a finished run?") from err
-    config = _load_yaml(run_dir / ".hydra" / "config.yaml") or {}
+    config = _load_yaml(run_dir / RUN_CONFIG) or {}
     hydra_cfg = _load_yaml(run_dir / ".hydra" / "hydra.yaml")
     overrides = _overrides(_load_yaml(run_dir / ".hydra" / "overrides.yaml"))
     method = method_of(config, _select(hydra_cfg, "hydra.runtime.choices"))
@@ -325,7 +315,7 @@ def _decided(results: Mapping) -> float | None:
         return None
     import torch
 
-    from conformer_prune.export import read_checkpoint
+    from conformer_prune.checkpoint import read_checkpoint
     from conformer_prune.pruning.compact import decided_fraction
 
     logits = [v for k, v in read_checkpoint(Path(checkpoint))["state_dict"].items() if k.endswith(".keep_logits")]

@@ -102,8 +102,9 @@ def test_compaction_removes_its_pruned_units_exactly_and_counts_them_in_closed_f
 
 
 def test_the_export_writes_verifies_and_reloads_it(toy_site, tmp_path) -> None:
+    from conformer_prune.checkpoint import instantiate_node
     from conformer_prune.export import export_checkpoint
-    from conformer_prune.inference import instantiate_node, load_model
+    from conformer_prune.inference import load_model
     from conformer_prune.pruning.compact import kept_units
 
     tokenizer = train_tokenizer(tmp_path)

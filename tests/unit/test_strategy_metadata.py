@@ -131,8 +131,8 @@ def test_schedules_drive_only_the_temperatures_they_are_declared_for() -> None:
 
 
 def test_the_exporter_applies_threshold_to_every_strategy_with_one(tmp_path) -> None:
+    from conformer_prune.checkpoint import instantiate_node
     from conformer_prune.export import export_checkpoint
-    from conformer_prune.inference import instantiate_node
     from tests.helpers import StandInData, net_config, save_checkpoint, train_tokenizer
 
     tokenizer = train_tokenizer(tmp_path)

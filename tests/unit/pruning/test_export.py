@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conformer_prune.checkpoint import build_net, instantiate_node
 from conformer_prune.dropout import NoDropout, UnitDropout
 from conformer_prune.export import (
     ExportVerificationError,
@@ -17,7 +18,7 @@ from conformer_prune.export import (
     compacted_net_config,
     export_checkpoint,
 )
-from conformer_prune.inference import build_net, instantiate_node, load_model
+from conformer_prune.inference import load_model
 from conformer_prune.models.transducer import TransducerModel
 from conformer_prune.pruning.compact import compact_copy, count_params, encoder_of, kept_units
 from conformer_prune.sites import kinds
