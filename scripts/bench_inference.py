@@ -38,8 +38,8 @@ import yaml
 from omegaconf import DictConfig
 from torch import nn
 
+from conformer_prune.cli.entry import entry_point
 from conformer_prune.dropout import AdaptiveDropout
-from conformer_prune.entry import entry_point
 from conformer_prune.errors import UserError
 from conformer_prune.inference import load_model
 from conformer_prune.models import ConformerEncoder

@@ -198,8 +198,9 @@ class StandInData:
 # -- running scripts as a user would, many at a time ----------------------------------------------------
 TINY_TRAIN = ("scripts/train.py", "debug=fast", "model/encoder=tiny", "threads=1", "logger=csv")
 """A few steps of the tiny model on the embedded corpus (train -> evaluate -> export)."""
-SCRIPT_PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "rich", "conformer_prune.config", "conformer_prune.train",
-                  "conformer_prune.export", "conformer_prune.evaluation_cli", "conformer_prune.console"]  # fmt: skip
+SCRIPT_PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "rich", "conformer_prune.cli.validate",
+                  "conformer_prune.cli.train", "conformer_prune.export", "conformer_prune.cli.evaluate",
+                  "conformer_prune.console"]  # fmt: skip
 
 
 def _script_child(root: str, argv: list[str], env: dict[str, str | None], out: str, err: str) -> None:

@@ -27,9 +27,9 @@ Three configs of ``conf/experiment/`` use this module (each run shows up in ``sc
   :class:`~conformer_prune.callbacks.magnitude.MagnitudePruneInit` loads the dense weights and sets
   the masks before fitting.
 
-The resolvers register when this module is imported (``scripts/train.py`` imports it; so does the
-:class:`RegisterResolvers` Hydra callback that the baseline experiments install). A resolver given ``null``
-returns ``null`` (the full-size architecture) so every preset composes on its own; the experiments'
+The ``${cp.*}`` resolvers around these functions are :mod:`conformer_prune.cli.resolvers` (registered by the
+entry points, never by importing this module). A resolver given ``null`` returns ``null`` (the full-size
+architecture) so every preset composes on its own; the experiments'
 :class:`~conformer_prune.callbacks.magnitude.RequireSource` callback refuses to *train* one without its source.
 """
 
@@ -46,8 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from conformer_prune.dropout.fixed_mask import FixedMaskDropout
@@ -96,16 +94,6 @@ def check_geometry(source: Mapping[str, Any], target: Mapping[str, Any], key: st
         )
 
 
-def _root_encoder(root: DictConfig | None) -> dict[str, Any]:
-    """Plain geometry values of ``model.net.encoder`` (interpolated sites are not touched)."""
-    if root is None:
-        return dict(ENCODER_DEFAULTS)
-    node = OmegaConf.select(root, "model.net.encoder")
-    if node is None:
-        return dict(ENCODER_DEFAULTS)
-    return {k: node[k] for k in (*GEOMETRY_KEYS, "d_ff") if k in node and node[k] is not None}
-
-
 # -- dense same size ------------------------------------------------------------------------------
 def widths_from(path: str | Path, target_encoder: Mapping[str, Any] | None = None, key: str = "widths_from") -> list:
     """Per-layer widths of the compacted model at ``path`` (checked against ``target_encoder`` if given)."""
@@ -117,13 +105,6 @@ def widths_from(path: str | Path, target_encoder: Mapping[str, Any] | None = Non
     if target_encoder is not None:
         check_geometry(encoder, target_encoder, key, path)
     return widths
-
-
-def _widths_resolver(path: Any, _root_: DictConfig | None = None) -> list | None:
-    if path in (None, "", "null", "None"):
-        log.warning("widths_from is not set: the full-size architecture is configured")
-        return None
-    return widths_from(path, _root_encoder(_root_))
 
 
 # -- dense uniform small --------------------------------------------------------------------------
@@ -214,16 +195,6 @@ def target_from(target_params: Any, params_from: Any) -> int | None:
     return int(report["encoder_params_after"])
 
 
-def _uniform_resolver(target_params: Any, params_from: Any, _root_: DictConfig | None = None) -> list | None:
-    target = target_from(target_params, params_from)
-    if target is None:
-        log.warning("neither target_params nor params_from is set: the full-size architecture is configured")
-        return None
-    widths, factor, params = scale_to_params(_root_encoder(_root_), target)
-    log.info("dense uniform: width factor %.4f -> %d encoder parameters (target %d)", factor, params, target)
-    return widths
-
-
 # -- magnitude structured pruning -----------------------------------------------------------------
 @torch.no_grad()
 def unit_scores(encoder: ConformerEncoder) -> dict[tuple[int, str], Tensor]:
@@ -300,28 +271,6 @@ def magnitude_prune_(
         site.module.set_mask(keep)
         applied[site.kind].append([kept, total])
     return applied
-
-
-# -- Hydra ----------------------------------------------------------------------------------------
-class RegisterResolvers(Callback):
-    """Hydra callback that does nothing but make sure the ``cp.*`` resolvers exist.
-
-    Hydra instantiates its callbacks before the task resolves its config, and instantiating this one
-    imports this module, which registers the resolvers. The baseline experiments list it under
-    ``hydra.callbacks`` so they work from any entry point. (Hydra 1.3 turns exceptions raised in its
-    callbacks into warnings, so the baselines check their sources in a Lightning callback instead:
-    :class:`conformer_prune.callbacks.magnitude.RequireSource`.)
-    """
-
-
-def register_resolvers() -> None:
-    """Register ``cp.widths_from`` and ``cp.uniform_widths`` with OmegaConf (idempotent)."""
-    for name, resolver in (("cp.widths_from", _widths_resolver), ("cp.uniform_widths", _uniform_resolver)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, resolver)
-
-
-register_resolvers()
 
 
 # -- dense weights for magnitude pruning ----------------------------------------------------------

@@ -25,7 +25,7 @@ with (``decoding.evaluated``); a run that decoded with a word LM ships its ``lm.
 ``lexicon.txt`` beside the weights, so the export scores the same on any machine.
 
 A model trained without a pruning strategy (e.g. ``dropout=standard``) exports dense, with a note.
-``scripts/export.py`` is a three-line ``@hydra.main`` around :func:`export`.
+``scripts/export.py`` runs :func:`export_checkpoint` through :func:`conformer_prune.cli.export.export`.
 
 Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``D`` model dim, ``V`` vocab.
 """
@@ -43,7 +43,7 @@ import warnings
 from collections import Counter
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -75,9 +75,6 @@ from conformer_prune.rundir import (
     run_dir_of_checkpoint,
 )
 from conformer_prune.sites import site_kinds
-
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +150,7 @@ def _datamodule_from_run(ckpt_file: Path, ckpt: dict | None = None) -> tuple[Any
             check_recorded(record)
             datamodule = instantiate(pinned_config(record))
         else:
-            from conformer_prune.evaluation_cli import legacy_data_config  # a run config of an older version
+            from conformer_prune.data.record import legacy_data_config  # a run config of an older version
 
             config, why = legacy_data_config(run_dir_of_checkpoint(ckpt_file))
             if config is None:
@@ -651,20 +648,3 @@ def _write(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def export(cfg: DictConfig) -> dict:
-    """``scripts/export.py``: :func:`export_checkpoint` with the keys of ``conf/export.yaml``."""
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    return export_checkpoint(
-        cfg.ckpt_path,
-        cfg.out_dir,
-        threshold=cfg.get("threshold"),
-        atol=float(cfg.get("atol", 1e-4)),
-        verify_batches=int(cfg.get("verify_batches", 1)),
-        overwrite=bool(cfg.get("overwrite", False)),
-        torchscript=bool(cfg.get("torchscript", False)),
-        allow_generated=bool(cfg.get("allow_generated", False)),
-        onnx=bool(cfg.get("onnx", False)),
-    )

@@ -28,7 +28,6 @@ import logging
 import math
 import re
 import statistics
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -867,7 +866,7 @@ def pareto_plot(
     plt.close(fig)
 
 
-# -- entry points ----------------------------------------------------------------------------------
+# -- entry point -----------------------------------------------------------------------------------
 def make_report(
     dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -905,78 +904,3 @@ def make_report(
     pareto_plot(groups, plot_names[:4], files["png"], metric, compare_on)
     log.info("report of %d runs in %d groups: %s", len(runs), len(groups), out)
     return files
-
-
-def report(cfg: Any) -> dict[str, Path]:
-    """``scripts/report.py``: :func:`make_report` with the keys of ``conf/report.yaml``."""
-    dirs: list[str] = []
-    sweep = cfg.get("sweep_dir")
-    if sweep:
-        dirs += [str(sweep)] if isinstance(sweep, str) else [str(s) for s in sweep]
-    dirs += [str(d) for d in (cfg.get("run_dirs") or [])]
-    if not dirs:
-        raise ValueError("give sweep_dir=<multirun dir> and/or run_dirs=[<run dir>,...]")
-    out_dir = cfg.get("out_dir")
-    if not out_dir:
-        out_dir = dirs[0] if sweep and len(dirs) == 1 else f"outputs/report/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
-    return make_report(
-        dirs,
-        out_dir,
-        subsets=list(cfg.subsets) if cfg.get("subsets") else None,
-        plot_subsets=list(cfg.plot_subsets) if cfg.get("plot_subsets") else None,
-        metric=str(cfg.get("metric") or "wer"),
-        command=_command(),
-        compare_on=str(cfg.get("compare_on") or "wer"),
-    )
-
-
-def _command() -> str:
-    """``python scripts/report.py <overrides>`` of the running Hydra job ("" outside one)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return ""
-    return " ".join(["python scripts/report.py", *HydraConfig.get().overrides.task])
-
-
-def results_value(results: Mapping[str, Any], path: str) -> float:
-    """The number at ``path`` in a ``results.json`` mapping: ``cer/test-clean``, ``params/compacted_total``...
-
-    Raises:
-        ValueError: ``path`` does not lead to a number (the message names ``objective`` and what is there).
-    """
-    node: Any = results
-    walked: list[str] = []
-    for key in str(path).split("/"):
-        if not isinstance(node, Mapping) or key not in node:
-            here = sorted(node) if isinstance(node, Mapping) else []
-            raise ValueError(
-                f"objective={path}: results.json has no {'/'.join([*walked, key])!r}; "
-                f"keys at {'/'.join(walked) or 'the top'}: {here}"
-            )
-        node, walked = node[key], [*walked, key]
-    if isinstance(node, bool) or not isinstance(node, int | float):
-        raise ValueError(f"objective={path}: results.json holds {node!r} there, not a number")
-    return float(node)
-
-
-def sweep_objective(results: Mapping[str, Any], cfg: Any) -> float | None:
-    """What ``scripts/train.py`` returns to a sweeper (Optuna minimises it), from ``results.json``.
-
-    ``results[<objective path>]`` (config key ``objective``, e.g. ``wer/dev-clean``; ``None`` when it is null,
-    or on a DDP rank other than zero, which has no results), plus, with ``optimize.param_budget`` set
-    (``conf/hparams_search/optuna_alpha.yaml``), ``optimize.over_budget_weight · max(0, params / budget − 1)``
-    with ``params`` the compacted total (the dense total if the run was not exported).
-
-    Raises:
-        ValueError: the objective is not a number in ``results`` (see :func:`results_value`).
-    """
-    path = cfg.get("objective")
-    if not path or not results:
-        return None
-    objective = results_value(results, str(path))
-    opt = cfg.get("optimize") or {}
-    if opt.get("param_budget"):
-        params = results["params"].get("compacted_total", results["params"]["total"])
-        objective += float(opt.get("over_budget_weight", 1.0)) * max(0.0, params / float(opt["param_budget"]) - 1.0)
-    return objective

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from conformer_prune.errors import UserError
 
@@ -53,6 +54,18 @@ def run_dir_of(path: str | Path) -> Path | None:
         if (candidate / RUN_CONFIG).is_file():
             return candidate
     return None
+
+
+def read_run_config(*run_dirs: Path) -> tuple[Any, Path | None]:
+    """The composed config (an OmegaConf ``DictConfig``, interpolations kept) of the first of ``run_dirs`` that
+    has one, and its file; ``(None, None)`` when none has."""
+    from omegaconf import OmegaConf
+
+    for run_dir in run_dirs:
+        file = Path(run_dir) / RUN_CONFIG
+        if file.is_file():
+            return OmegaConf.load(file), file
+    return None, None
 
 
 def run_dir_of_checkpoint(file: str | Path) -> Path:

@@ -21,8 +21,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from conformer_prune.cli.evaluate import evaluate, load_source
 from conformer_prune.evaluate import evaluate_net
-from conformer_prune.evaluation_cli import evaluate, load_source
 from conformer_prune.models.decoding import GreedyCTCDecoder
 from conformer_prune.tasks.metrics import edit_counts
 from tests.helpers import tiny_tree_overrides

@@ -77,3 +77,34 @@ def test_no_import_cycle_between_packages() -> None:
 
     for package in ("models", "pruning", "dropout", "data", "tasks", "callbacks"):
         assert cycle_from(package) is None, " -> ".join(cycle_from(package))
+
+
+def test_only_the_entry_points_import_hydra_at_module_level() -> None:
+    """Hydra and OmegaConf are the entry points' (``cli/``); a library module may import them inside a function."""
+    for name, file in modules().items():
+        if name.startswith("conformer_prune.cli"):
+            continue
+        bad = [m for m in imports(file, top_level_only=True) if m.split(".")[0] in ("hydra", "omegaconf")]
+        assert not bad, f"{name} imports {bad} at module level"
+
+
+def test_importing_the_library_registers_nothing() -> None:
+    """No import side effects: the ``cp.*`` resolvers exist only once an entry point registers them."""
+    import subprocess
+    import sys
+
+    library = [n for n in modules() if not n.startswith("conformer_prune.cli") and not n.endswith("__main__")]
+    code = "\n".join(
+        [
+            "import importlib",
+            f"for name in {library!r}:",
+            "    importlib.import_module(name)",
+            "from omegaconf import OmegaConf",
+            "print(sorted(n for n in ('cp.widths_from', 'cp.uniform_widths') if OmegaConf.has_resolver(n)))",
+            "from conformer_prune.cli.resolvers import register_resolvers",
+            "register_resolvers()",
+            "print(OmegaConf.has_resolver('cp.widths_from'))",
+        ]
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]

@@ -126,7 +126,7 @@ def test_the_export_writes_verifies_and_reloads_it(toy_site, tmp_path) -> None:
 
 
 def test_validation_instantiates_its_strategy(toy_site, tmp_path) -> None:
-    from conformer_prune.config import ConfigError, validate
+    from conformer_prune.cli.validate import ConfigError, validate
     from tests.unit.config.test_compose import compose_train
 
     common = [

@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conformer_prune.config import ConfigError, validate
+from conformer_prune.cli.validate import ConfigError, validate
 from conformer_prune.dropout import UnitDropout
 from conformer_prune.sites import config_keys, kinds, site_kind
 

@@ -50,6 +50,7 @@ from conformer_prune.rundir import (
     RUN_CONFIG,
     TOKENIZER_FILE,
     locate_model,
+    read_run_config,
     run_dir_of_checkpoint,
 )
 
@@ -88,14 +89,6 @@ class ModelSource:
         return None if self.run_config_file is None else self.run_config_file.parent.parent
 
 
-def _run_config(*candidates: Path) -> tuple[DictConfig | None, Path | None]:
-    for run_dir in candidates:
-        file = run_dir / RUN_CONFIG
-        if file.is_file():
-            return OmegaConf.load(file), file
-    return None, None
-
-
 def _from_checkpoint(file: Path) -> ModelSource:
     from conformer_prune.data.record import record_from_checkpoint
 
@@ -105,7 +98,7 @@ def _from_checkpoint(file: Path) -> ModelSource:
         tokenizer_bytes, _ = tokenizer_bytes_of(ckpt, file)
     except ValueError as err:
         raise ValueError(f"model_path={file}: {err}") from err
-    run_config, config_file = _run_config(run_dir_of_checkpoint(file))
+    run_config, config_file = read_run_config(run_dir_of_checkpoint(file))
     return ModelSource(
         "checkpoint",
         file,
@@ -129,7 +122,7 @@ def _from_export(export_dir: Path) -> ModelSource:
         checkpoint = json.loads(report_file.read_text()).get("checkpoint")
         if checkpoint:
             candidates.append(run_dir_of_checkpoint(checkpoint))
-    run_config, config_file = _run_config(*candidates)
+    run_config, config_file = read_run_config(*candidates)
     tokenizer_file = export_dir / loaded.config.get("tokenizer", TOKENIZER_FILE)
     return ModelSource(
         "export",
@@ -155,25 +148,6 @@ def load_source(model_path: str | Path) -> ModelSource:
 
 
 # -- data and decoders -----------------------------------------------------------------------------
-def legacy_data_config(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
-    """The data module config of a run of an older version (no data record): ``<run>/.hydra/config.yaml``'s
-    ``data``, relative paths resolved against the run's working directory (``.hydra/hydra.yaml``), never
-    the current one. ``None`` and why when there is none."""
-    run_config, config_file = _run_config(run_dir)
-    if run_config is None or "data" not in run_config:
-        return None, f"{run_dir / RUN_CONFIG} does not exist or has no data section"
-    data = OmegaConf.to_container(run_config.data, resolve=True)
-    hydra_file = run_dir / ".hydra" / "hydra.yaml"
-    cwd = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.cwd") if hydra_file.is_file() else None
-    for key in ("root", "cache_dir"):
-        value = data.get(key)
-        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
-            if cwd is None:
-                return None, f"{config_file}: data.{key}={value!r} is relative and the run's directory is unknown"
-            data[key] = str(Path(cwd) / value)
-    return data, ""
-
-
 def _user_data_overrides(cfg: DictConfig) -> dict[str, Any]:
     """The ``data`` keys the user set (``eval_subsets: null`` is the default, not a choice; other keys exist
     only when given, so ``+data.corpus=null`` counts)."""
@@ -196,7 +170,7 @@ def data_config(cfg: DictConfig, source: ModelSource) -> tuple[dict[str, Any], b
     Raises:
         ValueError: no data known for the model, or the recorded data is gone (the message says what to do).
     """
-    from conformer_prune.data.record import check_recorded, pinned_config
+    from conformer_prune.data.record import check_recorded, legacy_data_config, pinned_config
 
     overrides = _user_data_overrides(cfg)
     if "_target_" in overrides:
@@ -268,7 +242,7 @@ def build_eval_decoders(
     only when they are gone); else the export's ``config.yaml`` decoders (a checkpoint without a run
     config gets the exporter's: greedy and a prefix beam search).
     """
-    from conformer_prune.decoders import build_decoders
+    from conformer_prune.cli.decoders import build_decoders
     from conformer_prune.export import decoding_config
     from conformer_prune.inference import build_decoder
 
