@@ -37,6 +37,25 @@ from conformer_prune.rundir import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, ru
 EXPORT_FORMAT = "conformer-prune-export/1"
 SAFE_PREFIXES: tuple[str, ...] = ("conformer_prune.",)
 _NODE_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
+MOVED_TARGETS: dict[str, str] = {
+    **{f"conformer_prune.models.decoding.{name}": f"conformer_prune.decoding.{name}"
+       for name in ("GreedyCTCDecoder", "PrefixBeamCTCDecoder", "LexiconLMCTCDecoder")},
+    **{f"conformer_prune.models.transducer_decoding.{name}": f"conformer_prune.decoding.{name}"
+       for name in ("TransducerGreedyDecoder", "TransducerBeamDecoder")},
+}  # fmt: skip
+"""``_target_`` paths that exports and run configs written before a module moved still name -> where it is."""
+
+
+def upgrade_targets(node: Any) -> Any:
+    """``node`` (plain containers) with every moved ``_target_`` (:data:`MOVED_TARGETS`) renamed."""
+    if isinstance(node, Mapping):
+        return {
+            k: MOVED_TARGETS.get(v, v) if k == "_target_" and isinstance(v, str) else upgrade_targets(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list | tuple):
+        return [upgrade_targets(v) for v in node]
+    return node
 
 
 # -- a small _target_ resolver --------------------------------------------------------------------
@@ -52,6 +71,7 @@ def resolve_target(path: str, allowed_prefixes: Sequence[str] | None = SAFE_PREF
     """
     if not isinstance(path, str) or not path:
         raise ValueError(f"_target_ must be a dotted path, got {path!r}")
+    path = MOVED_TARGETS.get(path, path)
     if allowed_prefixes is not None and not path.startswith(tuple(allowed_prefixes)):
         raise ValueError(
             f"_target_ {path!r} is outside {list(allowed_prefixes)}: this loader only builds conformer_prune "

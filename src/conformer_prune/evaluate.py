@@ -14,7 +14,8 @@ import jiwer
 import torch
 from torch import nn
 
-from conformer_prune.inference import Decoder, transcribe_features
+from conformer_prune.decoding.base import Decoder
+from conformer_prune.inference import transcribe_features
 from conformer_prune.pruning.compact import FRAMES_PER_SECOND
 
 log = logging.getLogger(__name__)

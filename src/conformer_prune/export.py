@@ -48,10 +48,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from conformer_prune.checkpoint import EXPORT_FORMAT, build_dense_net, build_net, read_checkpoint, tokenizer_of
+from conformer_prune.checkpoint import (
+    EXPORT_FORMAT,
+    build_dense_net,
+    build_net,
+    read_checkpoint,
+    tokenizer_of,
+    upgrade_targets,
+)
+from conformer_prune.decoding.base import greedy_texts
 from conformer_prune.dropout.base import LearnsRetention, Thresholded
 from conformer_prune.errors import UserError
-from conformer_prune.models.ctc import ctc_greedy_ids
 from conformer_prune.models.transducer import TransducerModel
 from conformer_prune.onnx_export import CTC_FILES, TRANSDUCER_FILES
 from conformer_prune.pruning.compact import (
@@ -108,12 +115,12 @@ def decoding_config(net: nn.Module) -> dict:
         return {
             "default": "greedy",
             "greedy": {
-                "_target_": "conformer_prune.models.transducer_decoding.TransducerGreedyDecoder",
+                "_target_": "conformer_prune.decoding.TransducerGreedyDecoder",
                 "_partial_": True,
                 "max_symbols_per_frame": 5,
             },
             "beam": {
-                "_target_": "conformer_prune.models.transducer_decoding.TransducerBeamDecoder",
+                "_target_": "conformer_prune.decoding.TransducerBeamDecoder",
                 "_partial_": True,
                 "beam_size": 4,
             },
@@ -121,12 +128,12 @@ def decoding_config(net: nn.Module) -> dict:
     return {
         "default": "greedy",
         "greedy": {
-            "_target_": "conformer_prune.models.decoding.GreedyCTCDecoder",
+            "_target_": "conformer_prune.decoding.GreedyCTCDecoder",
             "_partial_": True,
             "blank": net.blank,
         },
         "beam": {
-            "_target_": "conformer_prune.models.decoding.PrefixBeamCTCDecoder",
+            "_target_": "conformer_prune.decoding.PrefixBeamCTCDecoder",
             "_partial_": True,
             "beam_size": 8,
             "blank": net.blank,
@@ -206,11 +213,7 @@ def verification_batches(
 @torch.no_grad()
 def _outputs_and_texts(net: nn.Module, features: Tensor, lens: Tensor, tokenizer: Any) -> tuple[Tensor, Tensor, list]:
     out, out_lens = net(features, lens)  # CTC: log-probs (B, T', V); transducer: encoder (B, T', D)
-    if isinstance(net, TransducerModel):
-        ids = net.greedy_decode(out, out_lens)
-    else:
-        ids = ctc_greedy_ids(out, out_lens, net.blank)
-    return out.float(), out_lens, [tokenizer.decode(seq) for seq in ids]
+    return out.float(), out_lens, greedy_texts(net, out, out_lens, tokenizer)
 
 
 @torch.no_grad()
@@ -275,7 +278,7 @@ def run_decoder(run_dir: Path) -> tuple[str | None, dict | None, dict[str, bytes
         return None, None, {}, f"the run's decoder could not be read from {config_file} ({err})"
     if not isinstance(decoding, dict) or not isinstance(decoding.get("default"), dict):
         return None, None, {}, None
-    name, node = str(decoding.get("name", "default")), copy.deepcopy(decoding["default"])
+    name, node = str(decoding.get("name", "default")), upgrade_targets(decoding["default"])
     files: dict[str, bytes] = {}
     if decoding.get("lm"):
         lm, lexicon = run_dir / LM_FILE, run_dir / LEXICON_FILE

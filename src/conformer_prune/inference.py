@@ -29,12 +29,10 @@ import torch
 from torch import Tensor, nn
 
 from conformer_prune.checkpoint import instantiate_node, load_export_net, read_export_config
-from conformer_prune.models.transducer import TransducerModel
+from conformer_prune.decoding.base import Decoder
 from conformer_prune.rundir import CONFIG_FILE, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
-
-Decoder = Callable[..., list[str]]
 
 DECODER_FILE_KEYS: tuple[str, ...] = ("lm_path", "lexicon_words")
 """Decoder arguments that may name a file of the export directory (``lm.arpa``, ``lexicon.txt``)."""
@@ -50,15 +48,11 @@ def transcribe_features(
     decoder: Decoder,
     encode: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
 ) -> list[str]:
-    """Encode ``(B, T, F)`` features and decode them to text.
-
-    CTC decoders take ``(log_probs (B,T,V) on CPU, lens)``; transducer decoders take ``(net, enc, lens)``.
-    ``encode`` replaces ``net``'s forward pass (e.g. an ONNX Runtime session); decoding still uses ``net``.
-    """
+    """Encode ``(B, T, F)`` features and decode them to text (``decoder(net, out, out_lens)``, the one decoder
+    protocol of :mod:`conformer_prune.decoding`). ``encode`` replaces ``net``'s forward pass (e.g. an ONNX
+    Runtime session); decoding still uses ``net``."""
     out, out_lens = (encode or net)(features, feature_lens)
-    if isinstance(net, TransducerModel):
-        return decoder(net, out, out_lens)
-    return decoder(out.float().cpu(), out_lens.cpu())
+    return decoder(net, out, out_lens)
 
 
 # -- loading an export ----------------------------------------------------------------------------
