@@ -120,9 +120,9 @@ def train_tokenizer(tmp_path: Path):
 
 def feature_config(n_mels: int = 20, seed: int = 0) -> dict:
     """A feature extractor config with non-trivial CMVN statistics."""
-    from conformer_prune.data.features import FeatureExtractor
+    from conformer_prune.data.features import FeatureExtractor, FeatureSettings
 
-    config = FeatureExtractor(n_mels=n_mels).config()
+    config = FeatureExtractor(FeatureSettings(n_mels=n_mels)).config()
     gen = torch.Generator().manual_seed(seed)
     config["cmvn"] = {
         "mean": (torch.randn(n_mels, generator=gen) - 5).tolist(),

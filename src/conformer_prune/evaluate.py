@@ -16,7 +16,6 @@ from torch import nn
 
 from conformer_prune.decoding.base import Decoder
 from conformer_prune.inference import transcribe_features
-from conformer_prune.pruning.compact import FRAMES_PER_SECOND
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +68,8 @@ def evaluate_net(
     decoders: Mapping[str, Decoder],
     max_batches: int | None = None,
     keep_hypotheses: bool = False,
+    *,
+    frames_per_second: float,
 ) -> dict[str, dict]:
     """Decode every subset with every decoder.
 
@@ -78,6 +79,8 @@ def evaluate_net(
         decoders: decoder name → decoder (see :func:`~conformer_prune.inference.transcribe_features`).
         max_batches: stop each subset after this many batches (``None``: all).
         keep_hypotheses: also return per-utterance ``(id, reference, hypothesis)`` per decoder.
+        frames_per_second: the features' frame rate (``FeatureExtractor.frames_per_second``), for the audio
+            seconds and the real-time factor.
 
     Returns:
         subset → ``{"utterances", "words", "audio_seconds", "<decoder>": {"wer", "cer", "rtf", "errors"}, ...,
@@ -98,7 +101,7 @@ def evaluate_net(
                 break
             refs.extend(batch["texts"])
             ids.extend(batch["ids"])
-            audio_seconds += float(batch["feature_lens"].sum()) / FRAMES_PER_SECOND
+            audio_seconds += float(batch["feature_lens"].sum()) / frames_per_second
             features, feature_lens = batch["features"].to(device), batch["feature_lens"].to(device)
             for name, decoder in decoders.items():
                 start = time.perf_counter()

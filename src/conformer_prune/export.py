@@ -56,13 +56,13 @@ from conformer_prune.checkpoint import (
     tokenizer_of,
     upgrade_targets,
 )
+from conformer_prune.data.features import FeatureSettings
 from conformer_prune.decoding.base import greedy_texts
 from conformer_prune.dropout.base import LearnsRetention, Thresholded
 from conformer_prune.errors import UserError
 from conformer_prune.models.transducer import TransducerModel
 from conformer_prune.onnx_export import CTC_FILES, TRANSDUCER_FILES
 from conformer_prune.pruning.compact import (
-    FRAMES_PER_SECOND,
     compact_copy,
     count_params,
     encoder_of,
@@ -533,8 +533,9 @@ def export_checkpoint(
         onnx_graphs = to_onnx(stock, input_dim)
         onnx_report = verify_onnx(stock, onnx_graphs, batches, tokenizer, atol, input_dim)
     weights = _safetensors_bytes(stock)
-    macs_before = macs_per_second(masked, input_dim, MAC_REFERENCE_SECONDS)
-    macs_after = macs_per_second(stock, input_dim, MAC_REFERENCE_SECONDS)
+    frames_per_second = FeatureSettings.of(feature_config).frames_per_second
+    macs_before = macs_per_second(masked, input_dim, MAC_REFERENCE_SECONDS, frames_per_second=frames_per_second)
+    macs_after = macs_per_second(stock, input_dim, MAC_REFERENCE_SECONDS, frames_per_second=frames_per_second)
     report: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "checkpoint": str(ckpt_file.absolute()),  # evaluate.py finds the run through it, from any directory
@@ -550,7 +551,7 @@ def export_checkpoint(
         "macs_per_second_after": round(macs_after),
         "mac_ratio": macs_before / macs_after if macs_after else math.inf,
         "mac_reference_seconds": MAC_REFERENCE_SECONDS,
-        "frames_per_second": FRAMES_PER_SECOND,
+        "frames_per_second": frames_per_second,
         "max_abs_diff": verification["max_abs_diff"],
         "verification": verification,
         **({"onnx": onnx_report} if onnx_report else {}),

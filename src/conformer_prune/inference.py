@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from conformer_prune.checkpoint import instantiate_node, load_export_net, read_export_config
+from conformer_prune.data.features import to_mono
 from conformer_prune.decoding.base import Decoder
 from conformer_prune.rundir import CONFIG_FILE, TOKENIZER_FILE
 
@@ -56,16 +57,6 @@ def transcribe_features(
 
 
 # -- loading an export ----------------------------------------------------------------------------
-def _to_mono(waveform: Tensor | np.ndarray) -> tuple[Tensor, int]:
-    """``(N,)``, ``(C, N)`` → mono ``(N,)`` float32 and the input's channel count."""
-    x = torch.as_tensor(np.asarray(waveform) if not isinstance(waveform, Tensor) else waveform).float()
-    if x.dim() == 1:
-        return x, 1
-    if x.dim() == 2:
-        return x.mean(0), x.size(0)
-    raise ValueError(f"expected a waveform of shape (N,) or (C, N), got {tuple(x.shape)}")
-
-
 @dataclass
 class LoadedModel:
     """A model loaded from an export directory, ready to transcribe.
@@ -104,7 +95,7 @@ class LoadedModel:
         Raises:
             ValueError: the waveform is empty or too short for the model (7 frames, ~70 ms).
         """
-        mono, channels = _to_mono(waveform)
+        mono, channels = to_mono(waveform)
         if channels > 1:
             log.info("%s: %d channels, downmixed to mono", name, channels)
         if int(sample_rate) != self.sample_rate:

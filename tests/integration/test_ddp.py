@@ -77,7 +77,8 @@ def test_validation_numbers_are_those_of_the_whole_dev_set(ddp_run: Path) -> Non
     batches = list(datamodule.val_dataloader())  # no trainer: one process, every batch
     assert len(batches) == 5
     decoder = GreedyCTCDecoder(datamodule.tokenizer)
-    single = evaluate_net(net, {"dev": batches}, {"greedy": decoder})["dev"]["greedy"]
+    fps = datamodule.feature_extractor.frames_per_second
+    single = evaluate_net(net, {"dev": batches}, {"greedy": decoder}, frames_per_second=fps)["dev"]["greedy"]
     with torch.no_grad():
         losses = [net.loss(b["features"], b["feature_lens"], b["tokens"], b["token_lens"]) for b in batches]
     sizes = [len(b["texts"]) for b in batches]

@@ -325,6 +325,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         decoders,
         max_batches=None if max_batches is None else int(max_batches),
         keep_hypotheses=bool(cfg.get("hypotheses")),
+        frames_per_second=datamodule.feature_extractor.frames_per_second,
     )
     hypothesis_files = write_hypotheses(per_subset, out_dir)
     (out_dir / UTTERANCE_ERRORS_FILE).write_text(json.dumps(split_utterance_errors(per_subset)))

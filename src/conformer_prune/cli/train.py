@@ -176,6 +176,7 @@ def _evaluate_and_export(
         {s: datamodule.eval_dataloader(s) for s in subsets},
         decoders,
         max_batches=cfg.get("eval_max_batches"),
+        frames_per_second=datamodule.feature_extractor.frames_per_second,
     )
     (out_dir / UTTERANCE_ERRORS_FILE).write_text(json.dumps(split_utterance_errors(per_subset)))
     net = net.cpu()
@@ -197,7 +198,8 @@ def _evaluate_and_export(
     if retention:
         results["retention"] = retention
     input_dim = int(task.hparams["net_config"]["encoder"].get("input_dim", 80))
-    results["macs_per_second"] = {"dense": round(macs_per_second(net, input_dim))}
+    frames_per_second = datamodule.feature_extractor.frames_per_second
+    results["macs_per_second"] = {"dense": round(macs_per_second(net, input_dim, frames_per_second=frames_per_second))}
     if cfg.get("export") and evaluated:
         _export(evaluated, out_dir, datamodule, results)
     _write_results(out_dir, results)

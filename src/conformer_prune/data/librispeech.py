@@ -35,6 +35,7 @@ import soundfile as sf
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+"""The audio rate of LibriSpeech, of the embedded corpus and of the features (the one copy)."""
 
 LIBRISPEECH_SUBSETS: tuple[str, ...] = (
     "train-clean-100",

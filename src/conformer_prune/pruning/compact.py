@@ -17,9 +17,6 @@ from conformer_prune.dropout.base import LearnsRetention, UnitDropout
 from conformer_prune.models.conformer import ConformerEncoder
 from conformer_prune.sites import kinds, site_kinds
 
-FRAMES_PER_SECOND = 100.0
-"""Feature frames per second of audio (10 ms hop) used for MACs per second."""
-
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
@@ -148,9 +145,7 @@ def kept_heads(net: nn.Module, num_heads: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def macs_per_second(
-    net: nn.Module, input_dim: int, seconds: float = 10.0, frames_per_second: float = FRAMES_PER_SECOND
-) -> float:
+def macs_per_second(net: nn.Module, input_dim: int, seconds: float = 10.0, *, frames_per_second: float) -> float:
     """Multiply-accumulates per second of audio of ``net``'s forward pass (encoder, plus the CTC head).
 
     Counted with :class:`torch.utils.flop_counter.FlopCounterMode` on one ``seconds``-long utterance,
@@ -161,7 +156,7 @@ def macs_per_second(
         net: ``CTCModel``, ``TransducerModel`` (its forward is the encoder) or a bare encoder.
         input_dim: feature dim ``F``.
         seconds: utterance length the count is made on (attention makes MACs/s grow with length).
-        frames_per_second: feature frame rate (100 for a 10 ms hop).
+        frames_per_second: the features' frame rate (``FeatureSettings.frames_per_second``: 100 for a 10 ms hop).
     """
     mode = net.training
     net.eval()
