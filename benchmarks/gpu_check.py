@@ -6,7 +6,7 @@ and peak GPU memory per model, and writes ``gpu_check.json``. About 4-6 min on o
     python benchmarks/gpu_check.py --out /tmp/gpu_check            # on a GPU machine
     python benchmarks/gpu_check.py --dry-run --out /tmp/gpu_dry    # on a CPU: tiny encoder, 6 steps, fp32
 
-It calls :func:`conformer_prune.train.train` with the composed training config (as ``scripts/train.py`` does),
+It calls :func:`conformer_prune.cli.train.train` with the composed training config (as ``scripts/train.py`` does),
 so it exercises the Lightning loop, the torchaudio RNN-T loss on CUDA, bf16 autocast, ``eval_device=auto``
 and the exporter. The data is a LibriSpeech-layout tree of "tone speech" written here (each letter a chord
 of two sines, words separated by silence, speakers differ in pitch, rate and noise), so it needs no TTS
@@ -39,8 +39,8 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from conformer_prune.evaluation_cli import evaluate  # noqa: E402
-from conformer_prune.train import train  # noqa: E402
+from conformer_prune.cli.evaluate import evaluate  # noqa: E402
+from conformer_prune.cli.train import train  # noqa: E402
 
 log = logging.getLogger("gpu_check")
 

@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conformer_prune.evaluation_cli import load_source
+from conformer_prune.cli.evaluate import load_source
 
 
 def quantiles(values: torch.Tensor) -> str:

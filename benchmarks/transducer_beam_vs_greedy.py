@@ -20,7 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conformer_prune.evaluation_cli import load_source
+from conformer_prune.cli.evaluate import load_source
 from conformer_prune.models.losses import rnnt_loss
 
 

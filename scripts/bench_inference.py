@@ -38,17 +38,18 @@ import yaml
 from omegaconf import DictConfig
 from torch import nn
 
+from conformer_prune.cli.entry import entry_point
+from conformer_prune.data.features import FeatureSettings
 from conformer_prune.dropout import AdaptiveDropout
-from conformer_prune.entry import entry_point
 from conformer_prune.errors import UserError
 from conformer_prune.inference import load_model
 from conformer_prune.models import ConformerEncoder
 from conformer_prune.models.ctc import CTCModel
-from conformer_prune.pruning.compact import FRAMES_PER_SECOND, compact_copy, count_params, encoder_of, macs_per_second
+from conformer_prune.pruning.compact import compact_copy, count_params, encoder_of, macs_per_second
+from conformer_prune.sites import config_keys, kinds_of, site_kinds
 from conformer_prune.speed import group_macs, interleaved_times, module_profile, profile_table
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE_GROUPS = {"ffn": ("ffn1", "ffn2"), "query": ("query",), "value": ("value",), "conv": ("conv",)}
 
 
 def parse_keep(keep: float | str | Mapping[str, float]) -> dict[str, float]:
@@ -58,7 +59,8 @@ def parse_keep(keep: float | str | Mapping[str, float]) -> dict[str, float]:
     Raises:
         UserError: an unknown site group or a fraction outside [0, 1]; names ``keep``.
     """
-    kinds = [k for group in SITE_GROUPS.values() for k in group]
+    groups = {key: kinds_of(key) for key in config_keys()}
+    kinds = [k for group in groups.values() for k in group]
     if isinstance(keep, str) and "=" in keep:
         keep = dict((s.strip() for s in item.split("=", 1)) for item in keep.split(","))
     try:
@@ -67,9 +69,9 @@ def parse_keep(keep: float | str | Mapping[str, float]) -> dict[str, float]:
         else:
             fractions = dict.fromkeys(kinds, 1.0)
             for group, value in keep.items():
-                if group not in SITE_GROUPS:
-                    raise UserError(f"keep: unknown site group {group!r}; use {sorted(SITE_GROUPS)}")
-                fractions.update(dict.fromkeys(SITE_GROUPS[group], float(value)))
+                if group not in groups:
+                    raise UserError(f"keep: unknown site group {group!r}; use {sorted(groups)}")
+                fractions.update(dict.fromkeys(groups[group], float(value)))
     except (TypeError, ValueError) as err:
         if isinstance(err, UserError):
             raise
@@ -79,18 +81,15 @@ def parse_keep(keep: float | str | Mapping[str, float]) -> dict[str, float]:
     return fractions
 
 
-def synthetic_pair(preset: str, keep: dict[str, float], vocab: int, seed: int) -> tuple[nn.Module, nn.Module, int]:
-    """A random CTC model with adaptive dropout at every site, ``keep[kind]`` of each site's units kept."""
+def synthetic_pair(
+    preset: str, keep: dict[str, float], vocab: int, seed: int
+) -> tuple[nn.Module, nn.Module, int, float]:
+    """A random CTC model with adaptive dropout at every site, ``keep[kind]`` of each site's units kept; the
+    compacted copy, the input dim and the default features' frame rate."""
     cfg = yaml.safe_load((ROOT / "conf" / "model" / "encoder" / f"{preset}.yaml").read_text())
-    args = {k: v for k, v in cfg.items() if not k.startswith("_") and not k.endswith("_dropout")}
+    args = {k: v for k, v in cfg.items() if not k.startswith("_") and not k.endswith("_dropout") and k != "defaults"}
     torch.manual_seed(seed)
-    encoder = ConformerEncoder(
-        **args,
-        ffn_dropout=AdaptiveDropout,
-        query_dropout=AdaptiveDropout,
-        value_dropout=AdaptiveDropout,
-        conv_dropout=AdaptiveDropout,
-    )
+    encoder = ConformerEncoder(**args, **{spec.dropout_arg: AdaptiveDropout for spec in site_kinds()})
     dense = CTCModel(encoder, vocab).eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -100,16 +99,17 @@ def synthetic_pair(preset: str, keep: dict[str, float], vocab: int, seed: int) -
             logits = torch.full((units,), -3.0)
             logits[kept] = 3.0
             site.module.keep_logits.copy_(logits)
-    return dense, compact_copy(dense), int(args["input_dim"])
+    return dense, compact_copy(dense), int(args["input_dim"]), FeatureSettings().frames_per_second
 
 
-def exported_pair(export_dir: str, ckpt: str) -> tuple[nn.Module, nn.Module, int]:
-    from conformer_prune.export import build_dense_net, read_checkpoint
+def exported_pair(export_dir: str, ckpt: str) -> tuple[nn.Module, nn.Module, int, float]:
+    from conformer_prune.checkpoint import build_dense_net, read_checkpoint
 
     checkpoint = read_checkpoint(ckpt)
     dense = build_dense_net(checkpoint, ckpt)
     input_dim = int(checkpoint["hyper_parameters"]["net_config"]["encoder"].get("input_dim", 80))
-    return dense, load_model(export_dir).net, input_dim
+    frames_per_second = FeatureSettings.of(checkpoint["hyper_parameters"]["feature_config"]).frames_per_second
+    return dense, load_model(export_dir).net, input_dim, frames_per_second
 
 
 @torch.no_grad()
@@ -133,13 +133,13 @@ def run(args: DictConfig) -> None:
     torch.set_num_threads(args.threads)
     if args.synthetic:
         keep = parse_keep(args.keep)
-        dense, compact, input_dim = synthetic_pair(args.preset, keep, args.vocab, args.seed)
+        dense, compact, input_dim, frames_per_second = synthetic_pair(args.preset, keep, args.vocab, args.seed)
         what = f"synthetic {args.preset}, keep " + ", ".join(f"{k}={v:g}" for k, v in keep.items())
     else:
-        dense, compact, input_dim = exported_pair(args.export, args.ckpt)
+        dense, compact, input_dim, frames_per_second = exported_pair(args.export, args.ckpt)
         what = f"export {args.export}"
 
-    frames = int(round(args.seconds * FRAMES_PER_SECOND))
+    frames = int(round(args.seconds * frames_per_second))
     features = torch.randn(args.batch, frames, input_dim, generator=torch.Generator().manual_seed(args.seed))
     lens = torch.full((args.batch,), frames)
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
@@ -155,8 +155,8 @@ def run(args: DictConfig) -> None:
     median = {k: statistics.median(v) for k, v in times.items()}
     audio = args.batch * args.seconds
     macs = {
-        "dense": macs_per_second(dense, input_dim, args.seconds),
-        "compact": macs_per_second(compact, input_dim, args.seconds),
+        "dense": macs_per_second(dense, input_dim, args.seconds, frames_per_second=frames_per_second),
+        "compact": macs_per_second(compact, input_dim, args.seconds, frames_per_second=frames_per_second),
     }
 
     print(f"model: {what}")

@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from conformer_prune.claim_report import report
-from conformer_prune.entry import entry_point
+from conformer_prune.cli.entry import entry_point
 
 
 @hydra.main(config_path="../conf", config_name="claim_report", version_base="1.3")

@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from conformer_prune.entry import entry_point
-from conformer_prune.evaluation_cli import evaluate
+from conformer_prune.cli.entry import entry_point
+from conformer_prune.cli.evaluate import evaluate
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")

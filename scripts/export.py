@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from conformer_prune.entry import entry_point
-from conformer_prune.export import export
+from conformer_prune.cli.entry import entry_point
+from conformer_prune.cli.export import export
 
 
 @hydra.main(config_path="../conf", config_name="export", version_base="1.3")

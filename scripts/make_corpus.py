@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from conformer_prune.cli.entry import entry_point
 from conformer_prune.data.corpus import generate_from_config
-from conformer_prune.entry import entry_point
 
 
 @hydra.main(config_path="../conf", config_name="make_corpus", version_base="1.3")

@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from conformer_prune.data.librispeech import prepare_from_config
-from conformer_prune.entry import entry_point
+from conformer_prune.cli.entry import entry_point
+from conformer_prune.data.download import prepare_from_config
 
 
 @hydra.main(config_path="../conf", config_name="prepare_librispeech", version_base="1.3")

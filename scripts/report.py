@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from conformer_prune.entry import entry_point
-from conformer_prune.report import report
+from conformer_prune.cli.entry import entry_point
+from conformer_prune.cli.report import report
 
 
 @hydra.main(config_path="../conf", config_name="report", version_base="1.3")

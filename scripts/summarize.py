@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from conformer_prune.entry import entry_point
-from conformer_prune.summarize import summarize
+from conformer_prune.cli.entry import entry_point
+from conformer_prune.cli.summarize import summarize
 
 
 @hydra.main(config_path="../conf", config_name="summarize", version_base="1.3")

@@ -3,10 +3,11 @@
 import hydra
 from omegaconf import DictConfig
 
-import conformer_prune.baselines  # noqa: F401  (registers the cp.* resolvers of the baseline experiments)
-from conformer_prune.entry import entry_point
-from conformer_prune.report import sweep_objective
-from conformer_prune.train import train
+from conformer_prune.cli.entry import entry_point
+from conformer_prune.cli.resolvers import register_resolvers
+from conformer_prune.cli.train import sweep_objective, train
+
+register_resolvers()  # the cp.* resolvers of the baseline experiments (conf/experiment/dense_*.yaml)
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")

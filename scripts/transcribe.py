@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from conformer_prune.entry import entry_point
-from conformer_prune.inference import transcribe_files
+from conformer_prune.cli.entry import entry_point
+from conformer_prune.cli.transcribe import transcribe_files
 
 
 @hydra.main(config_path="../conf", config_name="transcribe", version_base="1.3")

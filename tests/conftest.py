@@ -12,9 +12,11 @@ import pytest
 import soundfile as sf
 import torch
 
-import conformer_prune.baselines  # noqa: F401  (registers the cp.* resolvers some configs use)
+from conformer_prune.cli.resolvers import register_resolvers
 
 log = logging.getLogger(__name__)
+
+register_resolvers()  # the cp.* resolvers some configs use (as scripts/train.py does)
 
 # subset -> [(speaker, chapter, transcripts)]; short phrases give 0.3-1.0 s utterances.
 TINY_TREE: dict[str, list[tuple[int, int, list[str]]]] = {

@@ -93,8 +93,10 @@ def closed_form_params(d: int, widths: list[dict], kernel: int, sub: int, feat: 
 def net_config(head: str = "ctc", vocab_size: int = 30, site: dict | None = ADAPTIVE, **encoder) -> dict:
     """A resolved ``net_config`` as ``scripts/train.py`` stores it in checkpoints (tiny encoder)."""
     enc = {**copy.deepcopy(TINY_ENCODER), **encoder}
-    for key in ("ffn_dropout", "query_dropout", "value_dropout", "conv_dropout"):
-        enc[key] = copy.deepcopy(site)
+    from conformer_prune.sites import site_kinds
+
+    for spec in site_kinds():
+        enc[spec.dropout_arg] = copy.deepcopy(site)
     if head == "ctc":
         return {"_target_": "conformer_prune.models.ctc.CTCModel", "vocab_size": vocab_size, "blank": 0, "encoder": enc}
     return {
@@ -118,9 +120,9 @@ def train_tokenizer(tmp_path: Path):
 
 def feature_config(n_mels: int = 20, seed: int = 0) -> dict:
     """A feature extractor config with non-trivial CMVN statistics."""
-    from conformer_prune.data.features import FeatureExtractor
+    from conformer_prune.data.features import FeatureExtractor, FeatureSettings
 
-    config = FeatureExtractor(n_mels=n_mels).config()
+    config = FeatureExtractor(FeatureSettings(n_mels=n_mels)).config()
     gen = torch.Generator().manual_seed(seed)
     config["cmvn"] = {
         "mean": (torch.randn(n_mels, generator=gen) - 5).tolist(),
@@ -196,8 +198,9 @@ class StandInData:
 # -- running scripts as a user would, many at a time ----------------------------------------------------
 TINY_TRAIN = ("scripts/train.py", "debug=fast", "model/encoder=tiny", "threads=1", "logger=csv")
 """A few steps of the tiny model on the embedded corpus (train -> evaluate -> export)."""
-SCRIPT_PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "rich", "conformer_prune.config", "conformer_prune.train",
-                  "conformer_prune.export", "conformer_prune.evaluation_cli", "conformer_prune.console"]  # fmt: skip
+SCRIPT_PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "rich", "conformer_prune.cli.validate",
+                  "conformer_prune.cli.train", "conformer_prune.export", "conformer_prune.cli.evaluate",
+                  "conformer_prune.console"]  # fmt: skip
 
 
 def _script_child(root: str, argv: list[str], env: dict[str, str | None], out: str, err: str) -> None:

@@ -27,9 +27,9 @@ Three configs of ``conf/experiment/`` use this module (each run shows up in ``sc
   :class:`~conformer_prune.callbacks.magnitude.MagnitudePruneInit` loads the dense weights and sets
   the masks before fitting.
 
-The resolvers register when this module is imported (``scripts/train.py`` imports it; so does the
-:class:`RegisterResolvers` Hydra callback that the baseline experiments install). A resolver given ``null``
-returns ``null`` (the full-size architecture) so every preset composes on its own; the experiments'
+The ``${cp.*}`` resolvers around these functions are :mod:`conformer_prune.cli.resolvers` (registered by the
+entry points, never by importing this module). A resolver given ``null`` returns ``null`` (the full-size
+architecture) so every preset composes on its own; the experiments'
 :class:`~conformer_prune.callbacks.magnitude.RequireSource` callback refuses to *train* one without its source.
 """
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import json
 import logging
 import math
@@ -45,47 +46,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from conformer_prune.dropout.fixed_mask import FixedMaskDropout
-from conformer_prune.models.conformer import SITE_KINDS, ConformerEncoder
+from conformer_prune.models.conformer import ConformerEncoder
 from conformer_prune.pruning.compact import count_params
+from conformer_prune.rundir import CONFIG_FILE, REPORT_FILE, checkpoint_of, export_dir_of
+from conformer_prune.sites import dense_layer_widths, kinds, site_kinds, total_width
 
 log = logging.getLogger(__name__)
 
 GEOMETRY_KEYS = ("input_dim", "d_model", "num_layers", "num_heads", "kernel_size", "subsampling_channels")
 """Encoder settings a per-layer width list only fits if they match."""
 ENCODER_DEFAULTS: dict[str, int] = {
-    "input_dim": 80,
-    "d_model": 144,
-    "num_layers": 4,
-    "num_heads": 4,
-    "d_ff": 576,
-    "kernel_size": 15,
-    "subsampling_channels": 64,
+    name: p.default
+    for name, p in inspect.signature(ConformerEncoder).parameters.items()
+    if name in (*GEOMETRY_KEYS, "d_ff")
 }
-"""``ConformerEncoder``'s defaults, for configs that leave a key out."""
-
-
-# -- locating what a source path points at ----------------------------------------------------------
-def export_dir_of(path: str | Path, key: str) -> Path:
-    """The export directory behind ``path``: an export dir, a file in it, or a run dir (``<run>/export``).
-
-    Raises:
-        ValueError: nothing usable at ``path``; the message names ``key`` and what to pass.
-    """
-    source = Path(str(path)).expanduser()
-    if source.is_file():
-        source = source.parent
-    for candidate in (source, source / "export"):
-        if (candidate / "config.yaml").is_file() and (candidate / "report.json").is_file():
-            return candidate
-    raise ValueError(
-        f"{key}={path}: not an export directory (no config.yaml + report.json there or in {source / 'export'}); "
-        "pass the <run>/export directory of a finished training run, or a scripts/export.py out_dir"
-    )
+"""``ConformerEncoder``'s own defaults (read from its signature), for configs that leave a key out."""
 
 
 def read_export(path: str | Path, key: str) -> tuple[dict, dict]:
@@ -93,10 +71,10 @@ def read_export(path: str | Path, key: str) -> tuple[dict, dict]:
     import yaml
 
     export = export_dir_of(path, key)
-    config = yaml.safe_load((export / "config.yaml").read_text())
-    report = json.loads((export / "report.json").read_text())
+    config = yaml.safe_load((export / CONFIG_FILE).read_text())
+    report = json.loads((export / REPORT_FILE).read_text())
     if not isinstance(config, dict) or "encoder" not in (config.get("net") or {}):
-        raise ValueError(f"{key}={path}: {export / 'config.yaml'} has no net.encoder section (re-export the model)")
+        raise ValueError(f"{key}={path}: {export / CONFIG_FILE} has no net.encoder section (re-export the model)")
     return config, report
 
 
@@ -116,16 +94,6 @@ def check_geometry(source: Mapping[str, Any], target: Mapping[str, Any], key: st
         )
 
 
-def _root_encoder(root: DictConfig | None) -> dict[str, Any]:
-    """Plain geometry values of ``model.net.encoder`` (interpolated sites are not touched)."""
-    if root is None:
-        return dict(ENCODER_DEFAULTS)
-    node = OmegaConf.select(root, "model.net.encoder")
-    if node is None:
-        return dict(ENCODER_DEFAULTS)
-    return {k: node[k] for k in (*GEOMETRY_KEYS, "d_ff") if k in node and node[k] is not None}
-
-
 # -- dense same size ------------------------------------------------------------------------------
 def widths_from(path: str | Path, target_encoder: Mapping[str, Any] | None = None, key: str = "widths_from") -> list:
     """Per-layer widths of the compacted model at ``path`` (checked against ``target_encoder`` if given)."""
@@ -139,31 +107,17 @@ def widths_from(path: str | Path, target_encoder: Mapping[str, Any] | None = Non
     return widths
 
 
-def _widths_resolver(path: Any, _root_: DictConfig | None = None) -> list | None:
-    if path in (None, "", "null", "None"):
-        log.warning("widths_from is not set: the full-size architecture is configured")
-        return None
-    return widths_from(path, _root_encoder(_root_))
-
-
 # -- dense uniform small --------------------------------------------------------------------------
 def uniform_widths(encoder: Mapping[str, Any], factor: float) -> list[dict]:
     """Every site of every layer at ``factor`` × its dense width (rounded, at least 1; all heads kept)."""
     if not 0.0 < factor <= 1.0:
         raise ValueError(f"the uniform width factor must be in (0, 1], got {factor}")
     g = geometry(encoder)
-    d_head = g["d_model"] // g["num_heads"]
 
     def scaled(width: int) -> int:
         return max(1, int(math.floor(factor * width + 0.5)))
 
-    layer = {
-        "ffn1": scaled(g["d_ff"]),
-        "ffn2": scaled(g["d_ff"]),
-        "qk_dims": [scaled(d_head)] * g["num_heads"],
-        "v_dims": [scaled(d_head)] * g["num_heads"],
-        "conv": scaled(g["d_model"]),
-    }
+    layer = dense_layer_widths(g, scaled)
     return [copy.deepcopy(layer) for _ in range(g["num_layers"])]
 
 
@@ -177,29 +131,24 @@ def encoder_params(encoder: Mapping[str, Any], layer_widths: list[dict] | None) 
 
 @functools.lru_cache(maxsize=64)
 def _linear_cost(geometry_items: tuple[tuple[str, int], ...]) -> tuple[int, dict[str, int]]:
-    """Encoder parameters at width 1 everywhere, and the cost of one more unit per site kind and layer."""
+    """Encoder parameters at width 1 everywhere, and the cost of one more unit per width key and layer."""
     g = dict(geometry_items)
-    base_layer = {"ffn1": 1, "ffn2": 1, "qk_dims": [1] * g["num_heads"], "v_dims": [1] * g["num_heads"], "conv": 1}
-    base_widths = [dict(base_layer) for _ in range(g["num_layers"])]
+    base_layer = dense_layer_widths(g, lambda _: 1)
+    base_widths = [copy.deepcopy(base_layer) for _ in range(g["num_layers"])]
     base = encoder_params(g, base_widths)
     costs = {}
-    for kind in ("ffn1", "qk_dims", "v_dims", "conv"):
-        bigger = [dict(w) for w in base_widths]
-        bigger[0] = dict(base_layer)
-        bigger[0][kind] = [2] + [1] * (g["num_heads"] - 1) if kind.endswith("_dims") else 2
-        costs[kind] = encoder_params(g, bigger) - base
+    for key, width in base_layer.items():
+        bigger = copy.deepcopy(base_widths)
+        bigger[0][key] = [2, *width[1:]] if isinstance(width, list) else 2
+        costs[key] = encoder_params(g, bigger) - base
     return base, costs
 
 
 def _count_linear(g: dict[str, int], layer: dict) -> int:
     """Closed-form encoder parameter count of uniform layers (exact: every parameter is linear in the widths)."""
     base, cost = _linear_cost(tuple(sorted(g.items())))
-    extra = (
-        cost["ffn1"] * (layer["ffn1"] - 1 + layer["ffn2"] - 1)
-        + cost["qk_dims"] * sum(d - 1 for d in layer["qk_dims"])
-        + cost["v_dims"] * sum(d - 1 for d in layer["v_dims"])
-        + cost["conv"] * (layer["conv"] - 1)
-    )
+    ones = dense_layer_widths(g, lambda _: 1)
+    extra = sum(cost[key] * (total_width(layer[key]) - total_width(ones[key])) for key in cost)
     return base + g["num_layers"] * extra
 
 
@@ -221,9 +170,9 @@ def scale_to_params(encoder: Mapping[str, Any], target_params: int) -> tuple[lis
             f"target_params={target} is outside what uniform scaling of this encoder reaches "
             f"({smallest} .. {dense} encoder parameters): give a target in that range"
         )
-    d_head = g["d_model"] // g["num_heads"]
     # the count only changes where a rounded width does: try one factor between each pair of such breakpoints
-    breaks = sorted({(n + 0.5) / m for m in (g["d_ff"], d_head, g["d_model"]) for n in range(m)} | {1.0})
+    dense = {spec.dense_width(g) for spec in site_kinds()}
+    breaks = sorted({(n + 0.5) / m for m in dense for n in range(m)} | {1.0})
     factors = [(a + b) / 2 for a, b in zip(breaks, breaks[1:], strict=False)] + [breaks[0] / 2, 1.0]
     best = min((abs(_count_linear(g, uniform_widths(g, f)[0]) - target), f) for f in factors)
     factor = best[1]
@@ -246,32 +195,15 @@ def target_from(target_params: Any, params_from: Any) -> int | None:
     return int(report["encoder_params_after"])
 
 
-def _uniform_resolver(target_params: Any, params_from: Any, _root_: DictConfig | None = None) -> list | None:
-    target = target_from(target_params, params_from)
-    if target is None:
-        log.warning("neither target_params nor params_from is set: the full-size architecture is configured")
-        return None
-    widths, factor, params = scale_to_params(_root_encoder(_root_), target)
-    log.info("dense uniform: width factor %.4f -> %d encoder parameters (target %d)", factor, params, target)
-    return widths
-
-
 # -- magnitude structured pruning -----------------------------------------------------------------
 @torch.no_grad()
 def unit_scores(encoder: ConformerEncoder) -> dict[tuple[int, str], Tensor]:
     """``(layer, site kind) -> (U,)`` magnitude scores (see the module docstring for each site)."""
-    scores: dict[tuple[int, str], Tensor] = {}
-    for i, layer in enumerate(encoder.layers):
-        for kind, ffn in (("ffn1", layer.ffn1), ("ffn2", layer.ffn2)):
-            scores[(i, kind)] = ffn.linear1.weight.norm(dim=1) * ffn.linear2.weight.norm(dim=0)
-        attn = layer.attn
-        scores[(i, "query")] = attn.linear_q.weight.norm(dim=1) * attn.linear_k.weight.norm(dim=1)
-        scores[(i, "value")] = attn.linear_v.weight.norm(dim=1) * attn.linear_out.weight.norm(dim=0)
-        conv = layer.conv
-        channels = conv.depthwise.out_channels
-        glu = conv.pointwise_in.weight.view(2, channels, -1)  # (value|gate, C, D)
-        scores[(i, "conv")] = glu.pow(2).sum(dim=(0, 2)).sqrt() * conv.pointwise_out.weight.norm(dim=0)
-    return {k: v.detach().float().cpu() for k, v in scores.items()}
+    return {
+        (i, spec.kind): spec.score(getattr(layer, spec.host)).detach().float().cpu()
+        for i, layer in enumerate(encoder.layers)
+        for spec in site_kinds()
+    }
 
 
 def top_k_mask(scores: Tensor, k: int) -> Tensor:
@@ -288,8 +220,8 @@ def kept_counts_from(path: str | Path, key: str = "counts_from") -> dict[str, li
     """Site kind -> per-layer ``[kept, total]`` of an export's ``report.json``."""
     _, report = read_export(path, key)
     kept = report.get("kept")
-    if not isinstance(kept, dict) or not all(k in kept for k in SITE_KINDS):
-        raise ValueError(f"{key}={path}: report.json has no kept counts for every site kind {list(SITE_KINDS)}")
+    if not isinstance(kept, dict) or not all(k in kept for k in kinds()):
+        raise ValueError(f"{key}={path}: report.json has no kept counts for every site kind {list(kinds())}")
     return kept
 
 
@@ -297,7 +229,7 @@ def counts_from_ratio(encoder: ConformerEncoder, keep_ratio: float) -> dict[str,
     """The same fraction of units kept at every site (rounded, at least 1)."""
     if not 0.0 < keep_ratio <= 1.0:
         raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
-    counts: dict[str, list[list[int]]] = {k: [] for k in SITE_KINDS}
+    counts: dict[str, list[list[int]]] = {k: [] for k in kinds()}
     for site in encoder.sites():
         total = site.module.num_units
         counts[site.kind].append([max(1, int(math.floor(keep_ratio * total + 0.5))), total])
@@ -319,7 +251,7 @@ def magnitude_prune_(
         The kept counts that were applied (same layout as ``counts``).
     """
     scores = unit_scores(encoder)
-    applied: dict[str, list[list[int]]] = {k: [] for k in SITE_KINDS}
+    applied: dict[str, list[list[int]]] = {k: [] for k in kinds()}
     for site in encoder.sites():
         if not isinstance(site.module, FixedMaskDropout):
             raise ValueError(
@@ -341,47 +273,7 @@ def magnitude_prune_(
     return applied
 
 
-# -- Hydra ----------------------------------------------------------------------------------------
-class RegisterResolvers(Callback):
-    """Hydra callback that does nothing but make sure the ``cp.*`` resolvers exist.
-
-    Hydra instantiates its callbacks before the task resolves its config, and instantiating this one
-    imports this module, which registers the resolvers. The baseline experiments list it under
-    ``hydra.callbacks`` so they work from any entry point. (Hydra 1.3 turns exceptions raised in its
-    callbacks into warnings, so the baselines check their sources in a Lightning callback instead:
-    :class:`conformer_prune.callbacks.magnitude.RequireSource`.)
-    """
-
-
-def register_resolvers() -> None:
-    """Register ``cp.widths_from`` and ``cp.uniform_widths`` with OmegaConf (idempotent)."""
-    for name, resolver in (("cp.widths_from", _widths_resolver), ("cp.uniform_widths", _uniform_resolver)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, resolver)
-
-
-register_resolvers()
-
-
 # -- dense weights for magnitude pruning ----------------------------------------------------------
-def resolve_checkpoint(path: str | Path, key: str = "init_from") -> Path:
-    """A training checkpoint: ``path``, or a run dir's evaluated checkpoint (``results.json``) or ``last.ckpt``."""
-    source = Path(str(path)).expanduser()
-    if source.is_file():
-        return source
-    if source.is_dir():
-        results = source / "results.json"
-        if results.is_file():
-            best = json.loads(results.read_text()).get("checkpoint")
-            if best and Path(best).is_file():
-                return Path(best)
-        if (source / "checkpoints" / "last.ckpt").is_file():
-            return source / "checkpoints" / "last.ckpt"
-    raise ValueError(
-        f"{key}={path}: no training checkpoint there; pass a <run>/checkpoints/*.ckpt file or a finished run dir"
-    )
-
-
 def load_dense_weights_(net: torch.nn.Module, path: str | Path, key: str = "init_from") -> Path:
     """Copy a training checkpoint's ``net.*`` weights into ``net`` in place (strategy state excepted).
 
@@ -394,12 +286,12 @@ def load_dense_weights_(net: torch.nn.Module, path: str | Path, key: str = "init
     Raises:
         ValueError: unreadable checkpoint or weights that do not fit ``net``; the message names ``key``.
     """
+    from conformer_prune.checkpoint import net_state, read_checkpoint
     from conformer_prune.dropout.base import UnitDropout
-    from conformer_prune.export import read_checkpoint
 
-    file = resolve_checkpoint(path, key)
+    file = checkpoint_of(path, key)
     ckpt = read_checkpoint(file)
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    state = net_state(ckpt)
     if not state:
         raise ValueError(f"{key}={file}: the checkpoint has no net.* weights")
     sites = {name for name, module in net.named_modules() if isinstance(module, UnitDropout)}

@@ -1,5 +1,5 @@
 """What the entry points print: known-harmless third-party noise filtered by name (installed by
-:func:`conformer_prune.entry.entry_point`) and C-level chatter silenced (:func:`quiet_fds`).
+:func:`conformer_prune.cli.entry.entry_point`) and C-level chatter silenced (:func:`quiet_fds`).
 
 Each filter names what it drops and why it is harmless; nothing is filtered by category or module
 wholesale, so a new warning from the same library still shows.

@@ -64,7 +64,7 @@ def read_run(run_dir: Path) -> ControlRun:
 
 def pruned_units(run: ControlRun) -> dict[str, set[tuple[int, int]]]:
     """Site kind → the ``(layer, unit)`` pairs the run's evaluated checkpoint prunes (its eval gates)."""
-    from conformer_prune.export import build_dense_net, read_checkpoint
+    from conformer_prune.checkpoint import build_dense_net, read_checkpoint
 
     checkpoint = Path(run.results["checkpoint"])
     net = build_dense_net(read_checkpoint(checkpoint), checkpoint)

@@ -1,6 +1,6 @@
 """Where the end-of-training work runs: global rank zero alone, on the evaluation device.
 
-After ``trainer.fit`` every DDP rank returns to :func:`conformer_prune.train.train`. The evaluation,
+After ``trainer.fit`` every DDP rank returns to :func:`conformer_prune.cli.train.train`. The evaluation,
 the export and ``results.json`` belong to the run, not to a rank: :func:`run_on_global_zero` runs them
 on global rank zero while the other ranks wait at a barrier (on a gloo group of its own, whose timeout
 covers a long evaluation, not the training group's) and then return ``None`` and exit cleanly.

@@ -7,7 +7,7 @@ what a constructor raises in an ``InstantiationException``; the error inside cou
 
 :func:`format_user_error` makes the one paragraph the entry points print (``Error: <what, where, the
 fix>``); the boundary that prints it, with exit status 1 and no traceback, is
-:func:`conformer_prune.entry.entry_point` (and, before the run directory exists, the config validator).
+:func:`conformer_prune.cli.entry.entry_point` (and, before the run directory exists, the config validator).
 ``HYDRA_FULL_ERROR=1`` shows the traceback instead. Anything else (an internal bug, a ``ValueError``
 raised inside a third-party library) keeps its traceback.
 

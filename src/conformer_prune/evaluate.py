@@ -1,4 +1,4 @@
-"""Evaluation: WER/CER per subset with jiwer, for a network in memory, a training checkpoint or an export.
+"""Evaluation: WER/CER per subset (:mod:`conformer_prune.wer`) of a network in memory, a checkpoint or an export.
 
 The same :func:`evaluate_net` runs at the end of training and in ``scripts/evaluate.py``, so both
 give the same numbers for the same model and subset.
@@ -10,12 +10,12 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 
-import jiwer
 import torch
 from torch import nn
 
-from conformer_prune.inference import Decoder, transcribe_features
-from conformer_prune.pruning.compact import FRAMES_PER_SECOND
+from conformer_prune.decoding.base import Decoder
+from conformer_prune.inference import transcribe_features
+from conformer_prune.wer import error_rate, utterance_edits
 
 log = logging.getLogger(__name__)
 
@@ -25,24 +25,10 @@ UTTERANCE_ERRORS_FILE = "utterance_errors.json"
 
 
 def utterance_errors(references: list[str], hypotheses: list[str]) -> dict[str, dict[str, list[int]]]:
-    """Per-utterance edit counts (substitutions + deletions + insertions) and reference lengths, in words and
-    in characters, counted as jiwer counts them: summed over utterances they give its corpus WER and CER."""
-
-    def counts(output) -> tuple[list[int], list[int]]:
-        errors = [
-            sum(
-                (c.hyp_end_idx - c.hyp_start_idx) if c.type == "insert" else (c.ref_end_idx - c.ref_start_idx)
-                for c in chunks
-                if c.type != "equal"
-            )
-            for chunks in output.alignments
-        ]
-        return errors, [len(ref) for ref in output.references]
-
-    if not references:
-        return {"errors": {"words": [], "chars": []}, "lengths": {"words": [], "chars": []}}
-    word_errors, words = counts(jiwer.process_words(references, hypotheses))
-    char_errors, chars = counts(jiwer.process_characters(references, hypotheses))
+    """Per-utterance edit counts and reference lengths, in words and in characters (:mod:`conformer_prune.wer`):
+    summed over utterances they give the corpus WER and CER."""
+    word_errors, words = utterance_edits(references, hypotheses, "word")
+    char_errors, chars = utterance_edits(references, hypotheses, "char")
     return {"errors": {"words": word_errors, "chars": char_errors}, "lengths": {"words": words, "chars": chars}}
 
 
@@ -68,6 +54,8 @@ def evaluate_net(
     decoders: Mapping[str, Decoder],
     max_batches: int | None = None,
     keep_hypotheses: bool = False,
+    *,
+    frames_per_second: float,
 ) -> dict[str, dict]:
     """Decode every subset with every decoder.
 
@@ -77,6 +65,8 @@ def evaluate_net(
         decoders: decoder name → decoder (see :func:`~conformer_prune.inference.transcribe_features`).
         max_batches: stop each subset after this many batches (``None``: all).
         keep_hypotheses: also return per-utterance ``(id, reference, hypothesis)`` per decoder.
+        frames_per_second: the features' frame rate (``FeatureExtractor.frames_per_second``), for the audio
+            seconds and the real-time factor.
 
     Returns:
         subset → ``{"utterances", "words", "audio_seconds", "<decoder>": {"wer", "cer", "rtf", "errors"}, ...,
@@ -97,7 +87,7 @@ def evaluate_net(
                 break
             refs.extend(batch["texts"])
             ids.extend(batch["ids"])
-            audio_seconds += float(batch["feature_lens"].sum()) / FRAMES_PER_SECOND
+            audio_seconds += float(batch["feature_lens"].sum()) / frames_per_second
             features, feature_lens = batch["features"].to(device), batch["feature_lens"].to(device)
             for name, decoder in decoders.items():
                 start = time.perf_counter()
@@ -112,9 +102,10 @@ def evaluate_net(
         for name in decoders:
             counted = utterance_errors(refs, hyps[name])
             entry["lengths"] = counted["lengths"]
+            errors, lengths = counted["errors"], counted["lengths"]
             entry[name] = {
-                "wer": float(jiwer.wer(refs, hyps[name])) if refs else 0.0,
-                "cer": float(jiwer.cer(refs, hyps[name])) if refs else 0.0,
+                "wer": error_rate(errors["words"], lengths["words"]),
+                "cer": error_rate(errors["chars"], lengths["chars"]),
                 "rtf": seconds[name] / audio_seconds if audio_seconds else 0.0,
                 "errors": counted["errors"],
             }

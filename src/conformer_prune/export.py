@@ -25,7 +25,7 @@ with (``decoding.evaluated``); a run that decoded with a word LM ships its ``lm.
 ``lexicon.txt`` beside the weights, so the export scores the same on any machine.
 
 A model trained without a pruning strategy (e.g. ``dropout=standard``) exports dense, with a note.
-``scripts/export.py`` is a three-line ``@hydra.main`` around :func:`export`.
+``scripts/export.py`` runs :func:`export_checkpoint` through :func:`conformer_prune.cli.export.export`.
 
 Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``D`` model dim, ``V`` vocab.
 """
@@ -43,29 +43,26 @@ import warnings
 from collections import Counter
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from conformer_prune.data.tokenizer import Tokenizer
-from conformer_prune.dropout.adaptive import AdaptiveDropout
-from conformer_prune.dropout.base import LearnsRetention
-from conformer_prune.errors import UserError
-from conformer_prune.inference import (
-    CONFIG_FILE,
+from conformer_prune.checkpoint import (
     EXPORT_FORMAT,
-    REPORT_FILE,
-    TOKENIZER_FILE,
-    WEIGHTS_FILE,
+    build_dense_net,
     build_net,
-    instantiate_node,
+    read_checkpoint,
+    tokenizer_of,
+    upgrade_targets,
 )
-from conformer_prune.models.ctc import CTCModel, ctc_greedy_ids
+from conformer_prune.data.features import FeatureSettings
+from conformer_prune.decoding.base import greedy_texts
+from conformer_prune.dropout.base import LearnsRetention, Thresholded
+from conformer_prune.errors import UserError
 from conformer_prune.models.transducer import TransducerModel
 from conformer_prune.onnx_export import CTC_FILES, TRANSDUCER_FILES
 from conformer_prune.pruning.compact import (
-    FRAMES_PER_SECOND,
     compact_copy,
     count_params,
     encoder_of,
@@ -74,15 +71,22 @@ from conformer_prune.pruning.compact import (
     macs_per_second,
     param_report,
 )
-
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
+from conformer_prune.rundir import (
+    CONFIG_FILE,
+    LEXICON_FILE,
+    LM_FILE,
+    REPORT_FILE,
+    RUN_CONFIG,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    run_dir_of_checkpoint,
+)
+from conformer_prune.sites import site_kinds
 
 log = logging.getLogger(__name__)
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 FEATURES_TARGET = "conformer_prune.data.features.FeatureExtractor.from_config"
-DROPOUT_KEYS = ("ffn_dropout", "query_dropout", "value_dropout", "conv_dropout")
 MAC_REFERENCE_SECONDS = 10.0
 
 
@@ -94,77 +98,13 @@ class VerificationDataError(ValueError):
     """No real utterance to verify on (and ``allow_generated`` is off): nothing was written."""
 
 
-# -- reading the checkpoint -------------------------------------------------------------------------
-def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
-    """Load a training checkpoint and check it has what export needs.
-
-    Raises:
-        ValueError: missing, unreadable or incomplete checkpoint; the message names the file.
-    """
-    file = Path(ckpt_path)
-    if not file.is_file():
-        raise ValueError(f"{file}: no such checkpoint (ckpt_path must be a <run>/checkpoints/*.ckpt file)")
-    try:  # a Lightning checkpoint pickles its hyper-parameters: load only checkpoints you trust
-        ckpt = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise ValueError(f"{file} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise ValueError(f"{file} has no state_dict: it is not a Lightning training checkpoint of this project")
-    hparams = ckpt.get("hyper_parameters") or {}
-    for key, why in (("net_config", "the architecture"), ("feature_config", "the features (CMVN statistics)")):
-        if not isinstance(hparams.get(key), dict):
-            raise ValueError(
-                f"{file}: hyper_parameters.{key} is missing, so {why} cannot be rebuilt; export needs a "
-                "checkpoint written by scripts/train.py"
-            )
-    return ckpt
-
-
-def _tokenizer_of(ckpt: dict, file: Path) -> Tokenizer:
-    """The checkpoint's tokenizer (``tokenizer_model`` bytes, else ``<run>/tokenizer.model``)."""
-
-    model_bytes = ckpt.get("tokenizer_model")
-    source = f"{file} (tokenizer_model)"
-    if model_bytes is None:
-        run_file = file.parent.parent / TOKENIZER_FILE
-        if not run_file.is_file():
-            raise ValueError(f"{file} has no tokenizer_model and {run_file} does not exist: cannot export text output")
-        model_bytes, source = run_file.read_bytes(), str(run_file)
-    try:
-        return Tokenizer.from_bytes(model_bytes)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"{source}: not a usable SentencePiece model: {err}") from err
-
-
-def build_dense_net(ckpt: dict, file: str | Path) -> nn.Module:
-    """The trained network of a checkpoint, in eval mode (the masked model when sites prune)."""
-    net_config = ckpt["hyper_parameters"]["net_config"]
-    try:
-        net = instantiate_node(copy.deepcopy(net_config), allowed_prefixes=None)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"{file}: hyper_parameters.net_config does not build a network: {err}") from err
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    if not state:
-        raise ValueError(f"{file}: state_dict has no `net.*` weights: not a checkpoint of this project's tasks")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{file}: the weights do not match hyper_parameters.net_config: {err}") from err
-    if not isinstance(net, CTCModel | TransducerModel):
-        raise ValueError(
-            f"{file}: net_config builds a {type(net).__name__}; export handles CTCModel and TransducerModel"
-        )
-    encoder_of(net)  # raises TypeError unless the encoder is a ConformerEncoder
-    return net.eval()
-
-
 # -- configs ----------------------------------------------------------------------------------------
 def compacted_net_config(net_config: dict, layer_widths: list[dict]) -> dict:
     """The net config with the compacted ``layer_widths`` and no dropout module at any site."""
     config = copy.deepcopy(net_config)
     encoder = config["encoder"]
-    for key in DROPOUT_KEYS:
-        encoder[key] = None
+    for spec in site_kinds():
+        encoder[spec.dropout_arg] = None
     encoder["layer_widths"] = copy.deepcopy(layer_widths)
     return config
 
@@ -175,12 +115,12 @@ def decoding_config(net: nn.Module) -> dict:
         return {
             "default": "greedy",
             "greedy": {
-                "_target_": "conformer_prune.models.transducer_decoding.TransducerGreedyDecoder",
+                "_target_": "conformer_prune.decoding.TransducerGreedyDecoder",
                 "_partial_": True,
                 "max_symbols_per_frame": 5,
             },
             "beam": {
-                "_target_": "conformer_prune.models.transducer_decoding.TransducerBeamDecoder",
+                "_target_": "conformer_prune.decoding.TransducerBeamDecoder",
                 "_partial_": True,
                 "beam_size": 4,
             },
@@ -188,12 +128,12 @@ def decoding_config(net: nn.Module) -> dict:
     return {
         "default": "greedy",
         "greedy": {
-            "_target_": "conformer_prune.models.decoding.GreedyCTCDecoder",
+            "_target_": "conformer_prune.decoding.GreedyCTCDecoder",
             "_partial_": True,
             "blank": net.blank,
         },
         "beam": {
-            "_target_": "conformer_prune.models.decoding.PrefixBeamCTCDecoder",
+            "_target_": "conformer_prune.decoding.PrefixBeamCTCDecoder",
             "_partial_": True,
             "beam_size": 8,
             "blank": net.blank,
@@ -217,9 +157,9 @@ def _datamodule_from_run(ckpt_file: Path, ckpt: dict | None = None) -> tuple[Any
             check_recorded(record)
             datamodule = instantiate(pinned_config(record))
         else:
-            from conformer_prune.evaluation_cli import legacy_data_config  # a run config of an older version
+            from conformer_prune.data.record import legacy_data_config  # a run config of an older version
 
-            config, why = legacy_data_config(ckpt_file.parent.parent)
+            config, why = legacy_data_config(run_dir_of_checkpoint(ckpt_file))
             if config is None:
                 return None, why
             datamodule = instantiate(config)
@@ -273,11 +213,7 @@ def verification_batches(
 @torch.no_grad()
 def _outputs_and_texts(net: nn.Module, features: Tensor, lens: Tensor, tokenizer: Any) -> tuple[Tensor, Tensor, list]:
     out, out_lens = net(features, lens)  # CTC: log-probs (B, T', V); transducer: encoder (B, T', D)
-    if isinstance(net, TransducerModel):
-        ids = net.greedy_decode(out, out_lens)
-    else:
-        ids = ctc_greedy_ids(out, out_lens, net.blank)
-    return out.float(), out_lens, [tokenizer.decode(seq) for seq in ids]
+    return out.float(), out_lens, greedy_texts(net, out, out_lens, tokenizer)
 
 
 @torch.no_grad()
@@ -326,15 +262,11 @@ def verify(masked: nn.Module, compacted: nn.Module, batches: list[dict], tokeniz
 
 
 # -- the run's decoder, carried -------------------------------------------------------------------------
-LM_FILE = "lm.arpa"
-LEXICON_FILE = "lexicon.txt"
-
-
 def run_decoder(run_dir: Path) -> tuple[str | None, dict | None, dict[str, bytes], str | None]:
     """The decoder a run's ``results.json`` reports (``decoding.default`` of ``<run>/.hydra/config.yaml``):
     its name, its config node (with ``lm_path`` / ``lexicon_words`` naming files of the export) and those
     files' bytes (the run's ``lm.arpa`` and ``lexicon.txt``); a note when it cannot be carried."""
-    config_file = run_dir / ".hydra" / "config.yaml"
+    config_file = run_dir / RUN_CONFIG
     if not config_file.is_file():
         return None, None, {}, None
     from omegaconf import OmegaConf
@@ -346,7 +278,7 @@ def run_decoder(run_dir: Path) -> tuple[str | None, dict | None, dict[str, bytes
         return None, None, {}, f"the run's decoder could not be read from {config_file} ({err})"
     if not isinstance(decoding, dict) or not isinstance(decoding.get("default"), dict):
         return None, None, {}, None
-    name, node = str(decoding.get("name", "default")), copy.deepcopy(decoding["default"])
+    name, node = str(decoding.get("name", "default")), upgrade_targets(decoding["default"])
     files: dict[str, bytes] = {}
     if decoding.get("lm"):
         lm, lexicon = run_dir / LM_FILE, run_dir / LEXICON_FILE
@@ -500,9 +432,11 @@ def _notes_on_strategies(net: nn.Module, threshold: float | None) -> tuple[dict[
             + "): the model was trained without adaptive dropout, so it is exported dense (same size and speed); "
             "train with dropout=adaptive to prune"
         )
-    if threshold is not None and any(not isinstance(s.module, AdaptiveDropout) for s in learned):
+    untouched = sorted({type(s.module).__name__ for s in learned if not isinstance(s.module, Thresholded)})
+    if threshold is not None and untouched:
         notes.append(
-            f"threshold={threshold} applies to AdaptiveDropout sites only; other strategies use their own gates"
+            f"threshold={threshold} applies only to strategies with a threshold; {', '.join(untouched)} use their "
+            "own gates"
         )
     return dict(strategies), notes
 
@@ -526,8 +460,9 @@ def export_checkpoint(
         out_dir: export directory (created; must be absent or empty unless ``overwrite``).
         datamodule: the run's data module, for real verification utterances; ``None`` rebuilds it from the
             data the checkpoint records (older checkpoints: ``<run>/.hydra/config.yaml``).
-        threshold: prune adaptive-dropout units with retention probability below this; ``None`` keeps
-            the threshold the model was trained with (``pruning.threshold``, default 0.5).
+        threshold: prune the units of strategies with a threshold (:class:`~conformer_prune.dropout.Thresholded`:
+            adaptive dropout) whose retention probability is below this; ``None`` keeps the threshold the
+            model was trained with (``pruning.threshold``, default 0.5).
         atol: largest accepted |compacted - masked| output difference.
         verify_batches: evaluation batches to verify on.
         overwrite: replace a non-empty ``out_dir``.
@@ -549,7 +484,7 @@ def export_checkpoint(
 
     ckpt = read_checkpoint(ckpt_file)
     hparams = ckpt["hyper_parameters"]
-    tokenizer = _tokenizer_of(ckpt, ckpt_file)
+    tokenizer = tokenizer_of(ckpt, ckpt_file)
     masked = build_dense_net(ckpt, ckpt_file)
     if masked.vocab_size != tokenizer.vocab_size:
         raise ValueError(
@@ -563,7 +498,7 @@ def export_checkpoint(
         raise ValueError(f"{ckpt_file}: feature_config.n_mels={n_mels} but the encoder's input_dim={input_dim}")
     if threshold is not None:
         for site in encoder_of(masked).sites():
-            if isinstance(site.module, AdaptiveDropout):
+            if isinstance(site.module, Thresholded):
                 site.module.threshold = float(threshold)
     strategies, notes = _notes_on_strategies(masked, threshold)
 
@@ -598,8 +533,9 @@ def export_checkpoint(
         onnx_graphs = to_onnx(stock, input_dim)
         onnx_report = verify_onnx(stock, onnx_graphs, batches, tokenizer, atol, input_dim)
     weights = _safetensors_bytes(stock)
-    macs_before = macs_per_second(masked, input_dim, MAC_REFERENCE_SECONDS)
-    macs_after = macs_per_second(stock, input_dim, MAC_REFERENCE_SECONDS)
+    frames_per_second = FeatureSettings.of(feature_config).frames_per_second
+    macs_before = macs_per_second(masked, input_dim, MAC_REFERENCE_SECONDS, frames_per_second=frames_per_second)
+    macs_after = macs_per_second(stock, input_dim, MAC_REFERENCE_SECONDS, frames_per_second=frames_per_second)
     report: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "checkpoint": str(ckpt_file.absolute()),  # evaluate.py finds the run through it, from any directory
@@ -615,7 +551,7 @@ def export_checkpoint(
         "macs_per_second_after": round(macs_after),
         "mac_ratio": macs_before / macs_after if macs_after else math.inf,
         "mac_reference_seconds": MAC_REFERENCE_SECONDS,
-        "frames_per_second": FRAMES_PER_SECOND,
+        "frames_per_second": frames_per_second,
         "max_abs_diff": verification["max_abs_diff"],
         "verification": verification,
         **({"onnx": onnx_report} if onnx_report else {}),
@@ -627,7 +563,7 @@ def export_checkpoint(
         },
     }
     decoding = decoding_config(stock)
-    evaluated, node, decoder_files, decoder_note = run_decoder(ckpt_file.parent.parent)
+    evaluated, node, decoder_files, decoder_note = run_decoder(run_dir_of_checkpoint(ckpt_file))
     if decoder_note:
         notes.append(decoder_note)
     if evaluated is not None and node is not None:
@@ -716,20 +652,3 @@ def _write(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def export(cfg: DictConfig) -> dict:
-    """``scripts/export.py``: :func:`export_checkpoint` with the keys of ``conf/export.yaml``."""
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    return export_checkpoint(
-        cfg.ckpt_path,
-        cfg.out_dir,
-        threshold=cfg.get("threshold"),
-        atol=float(cfg.get("atol", 1e-4)),
-        verify_batches=int(cfg.get("verify_batches", 1)),
-        overwrite=bool(cfg.get("overwrite", False)),
-        torchscript=bool(cfg.get("torchscript", False)),
-        allow_generated=bool(cfg.get("allow_generated", False)),
-        onnx=bool(cfg.get("onnx", False)),
-    )

@@ -9,47 +9,36 @@ An export directory (written by :func:`conformer_prune.export.export_checkpoint`
 * ``model.safetensors`` (the state dict), ``tokenizer.model`` (SentencePiece) and ``report.json``;
 * ``lm.arpa`` and ``lexicon.txt`` when the run decoded with a word LM.
 
-:func:`load_model` rebuilds all of it with stock code and needs neither Lightning nor Hydra: the
-``_target_`` nodes are built by :func:`instantiate_node`, a small importlib resolver that understands
-``_target_``, ``_partial_`` and ``_args_`` (the subset of Hydra's syntax the exporter writes, so Hydra's
-``instantiate`` builds the same objects). A config is code, so by default the resolver only imports
-callables under ``conformer_prune.``: an export cannot make :func:`load_model` call anything else.
+:func:`load_model` rebuilds all of it with stock code and needs neither Lightning nor Hydra (the
+files are read by :mod:`conformer_prune.checkpoint`, whose resolver only builds ``conformer_prune``
+callables: an export cannot make :func:`load_model` call anything else).
 
 Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``N`` samples, ``C`` channels, ``V`` vocab.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import logging
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from conformer_prune.models.transducer import TransducerModel
+from conformer_prune.checkpoint import instantiate_node, load_export_net, read_export_config
+from conformer_prune.data.features import to_mono
+from conformer_prune.decoding.base import Decoder
+from conformer_prune.rundir import CONFIG_FILE, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
 
-Decoder = Callable[..., list[str]]
-
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.model"
-REPORT_FILE = "report.json"
-EXPORT_FORMAT = "conformer-prune-export/1"
-SAFE_PREFIXES: tuple[str, ...] = ("conformer_prune.",)
 DECODER_FILE_KEYS: tuple[str, ...] = ("lm_path", "lexicon_words")
 """Decoder arguments that may name a file of the export directory (``lm.arpa``, ``lexicon.txt``)."""
 
 BACKENDS = ("torch", "onnx")
-_NODE_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
 
 
 @torch.no_grad()
@@ -60,85 +49,14 @@ def transcribe_features(
     decoder: Decoder,
     encode: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
 ) -> list[str]:
-    """Encode ``(B, T, F)`` features and decode them to text.
-
-    CTC decoders take ``(log_probs (B,T,V) on CPU, lens)``; transducer decoders take ``(net, enc, lens)``.
-    ``encode`` replaces ``net``'s forward pass (e.g. an ONNX Runtime session); decoding still uses ``net``.
-    """
+    """Encode ``(B, T, F)`` features and decode them to text (``decoder(net, out, out_lens)``, the one decoder
+    protocol of :mod:`conformer_prune.decoding`). ``encode`` replaces ``net``'s forward pass (e.g. an ONNX
+    Runtime session); decoding still uses ``net``."""
     out, out_lens = (encode or net)(features, feature_lens)
-    if isinstance(net, TransducerModel):
-        return decoder(net, out, out_lens)
-    return decoder(out.float().cpu(), out_lens.cpu())
-
-
-# -- a small _target_ resolver --------------------------------------------------------------------
-def resolve_target(path: str, allowed_prefixes: Sequence[str] | None = SAFE_PREFIXES) -> Callable[..., Any]:
-    """Import the callable named by a dotted path, e.g. ``pkg.module.Class.from_config``.
-
-    Args:
-        path: dotted path; the longest importable module prefix is imported, the rest is attributes.
-        allowed_prefixes: the path must start with one of these (``None``: anything importable).
-
-    Raises:
-        ValueError: the path is outside ``allowed_prefixes`` or does not name a callable.
-    """
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"_target_ must be a dotted path, got {path!r}")
-    if allowed_prefixes is not None and not path.startswith(tuple(allowed_prefixes)):
-        raise ValueError(
-            f"_target_ {path!r} is outside {list(allowed_prefixes)}: this loader only builds conformer_prune "
-            "modules (edit the config, or build the model yourself with hydra.utils.instantiate)"
-        )
-    parts = path.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError:
-            continue
-        try:
-            for attr in parts[cut:]:
-                obj = getattr(obj, attr)
-        except AttributeError as err:
-            raise ValueError(f"_target_ {path!r}: {err}") from err
-        if not callable(obj):
-            raise ValueError(f"_target_ {path!r} is not callable")
-        return obj
-    raise ValueError(f"_target_ {path!r}: no importable module in it")
-
-
-def instantiate_node(node: Any, allowed_prefixes: Sequence[str] | None = SAFE_PREFIXES) -> Any:
-    """Build a config node: a mapping with ``_target_`` is called with its other keys (built first,
-    recursively), or wrapped in :func:`functools.partial` when ``_partial_`` is true; ``_args_`` are
-    positional arguments. Lists and plain mappings are built element by element; other values pass.
-    """
-    if isinstance(node, Mapping):
-        if "_target_" not in node:
-            return {k: instantiate_node(v, allowed_prefixes) for k, v in node.items()}
-        unknown = {k for k in node if k.startswith("_") and k.endswith("_")} - _NODE_KEYS
-        if unknown:
-            raise ValueError(f"_target_ {node['_target_']!r}: unsupported keys {sorted(unknown)}")
-        target = resolve_target(node["_target_"], allowed_prefixes)
-        args = [instantiate_node(a, allowed_prefixes) for a in node.get("_args_", [])]
-        kwargs = {k: instantiate_node(v, allowed_prefixes) for k, v in node.items() if k not in _NODE_KEYS}
-        if node.get("_partial_", False):
-            return functools.partial(target, *args, **kwargs)
-        return target(*args, **kwargs)
-    if isinstance(node, list | tuple):
-        return [instantiate_node(v, allowed_prefixes) for v in node]
-    return node
+    return decoder(net, out, out_lens)
 
 
 # -- loading an export ----------------------------------------------------------------------------
-def _to_mono(waveform: Tensor | np.ndarray) -> tuple[Tensor, int]:
-    """``(N,)``, ``(C, N)`` → mono ``(N,)`` float32 and the input's channel count."""
-    x = torch.as_tensor(np.asarray(waveform) if not isinstance(waveform, Tensor) else waveform).float()
-    if x.dim() == 1:
-        return x, 1
-    if x.dim() == 2:
-        return x.mean(0), x.size(0)
-    raise ValueError(f"expected a waveform of shape (N,) or (C, N), got {tuple(x.shape)}")
-
-
 @dataclass
 class LoadedModel:
     """A model loaded from an export directory, ready to transcribe.
@@ -177,7 +95,7 @@ class LoadedModel:
         Raises:
             ValueError: the waveform is empty or too short for the model (7 frames, ~70 ms).
         """
-        mono, channels = _to_mono(waveform)
+        mono, channels = to_mono(waveform)
         if channels > 1:
             log.info("%s: %d channels, downmixed to mono", name, channels)
         if int(sample_rate) != self.sample_rate:
@@ -217,33 +135,6 @@ class LoadedModel:
         return self.transcribe_batch([waveform], sample_rate)[0]
 
 
-def read_export_config(path: str | Path) -> dict:
-    """``config.yaml`` of an export directory as a plain dict (``ValueError`` naming the file if unusable)."""
-    import yaml
-
-    file = Path(path) / CONFIG_FILE
-    if not file.is_file():
-        raise ValueError(
-            f"{file} does not exist: {path} is not an export directory (make one with "
-            "`python scripts/export.py ckpt_path=<checkpoint> out_dir=<dir>`)"
-        )
-    try:
-        config = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{file} is not valid YAML: {err}") from err
-    if not isinstance(config, dict) or "net" not in config:
-        raise ValueError(f"{file} has no `net` section: it was not written by the exporter (re-export the model)")
-    return config
-
-
-def build_net(config: Mapping[str, Any], allowed_prefixes: Sequence[str] | None = SAFE_PREFIXES) -> nn.Module:
-    """The (untrained) network described by the ``net`` node of an export config."""
-    net = instantiate_node(dict(config["net"]), allowed_prefixes)
-    if not isinstance(net, nn.Module):
-        raise ValueError(f"config `net` built a {type(net).__name__}, not an nn.Module")
-    return net
-
-
 def build_decoder(
     config: Mapping[str, Any], tokenizer: Any, name: str | None = None, root: str | Path | None = None
 ) -> Decoder:
@@ -280,30 +171,13 @@ def load_model(
     Raises:
         ValueError: a file is missing, unreadable or does not match the config; the message names it.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from conformer_prune.data.tokenizer import Tokenizer
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     root = Path(path)
     config = read_export_config(root)
-    net = build_net(config)
-    weights = root / config.get("weights", WEIGHTS_FILE)
-    if not weights.is_file():
-        raise ValueError(f"{weights} does not exist: the export is incomplete (re-export the model)")
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{weights} is not a readable safetensors file: {err}") from err
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{weights} does not match {root / CONFIG_FILE} (were they copied from different exports?): {err}"
-        ) from err
-    net.to(device).eval()
+    net = load_export_net(root, config).to(device).eval()
     tok_file = root / config.get("tokenizer", TOKENIZER_FILE)
     if not tok_file.is_file():
         raise ValueError(f"{tok_file} does not exist: the export is incomplete (re-export the model)")
@@ -325,7 +199,7 @@ def load_model(
     return LoadedModel(net, tokenizer, extractor, build_decoder(config, tokenizer, decoder, root), config, root, encode)
 
 
-# -- command line (scripts/transcribe.py) ---------------------------------------------------------
+# -- audio files ----------------------------------------------------------------------------------
 def read_audio(path: str | Path) -> tuple[Tensor, int]:
     """Read an audio file (any format libsndfile reads: FLAC, WAV, OGG, ...) as ``(C, N)`` float32 + rate.
 
@@ -342,53 +216,3 @@ def read_audio(path: str | Path) -> tuple[Tensor, int]:
     except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
         raise ValueError(f"{file}: unreadable audio ({err})") from err
     return torch.from_numpy(data.T.copy()), int(rate)
-
-
-def transcribe_files(cfg: Any, out: IO[str] | None = None) -> int:
-    """Transcribe ``cfg.audio`` with the export at ``cfg.model_path``; one ``<path>\\t<text>`` line each.
-
-    Files that cannot be read or transcribed are reported on stderr (logging) and skipped; the others
-    are still transcribed.
-
-    Args:
-        cfg: ``model_path``, ``audio`` (a path or list of paths), ``decoder`` (name or null),
-            ``device``, ``batch_size``, ``threads`` (null: torch's default), ``backend`` (``torch`` | ``onnx``).
-        out: where the transcript lines go (default ``sys.stdout``).
-
-    Returns:
-        Exit status: 0 if every file was transcribed, 1 otherwise.
-    """
-    out = out or sys.stdout
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    audio = cfg.audio
-    paths = [str(audio)] if isinstance(audio, str | Path) else [str(a) for a in audio]
-    if not paths:
-        raise ValueError("audio is empty: pass audio=[a.flac,b.wav]")
-    batch_size = int(cfg.get("batch_size") or 1)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    model = load_model(
-        cfg.model_path,
-        device=cfg.get("device") or "cpu",
-        decoder=cfg.get("decoder"),
-        backend=cfg.get("backend") or "torch",
-    )
-    failed = 0
-    for start in range(0, len(paths), batch_size):
-        names, feats = [], []
-        for p in paths[start : start + batch_size]:
-            try:
-                wave, rate = read_audio(p)
-                feats.append(model.features(wave, rate, p))  # a bad file fails alone, not its batch
-            except ValueError as err:
-                log.error("%s", err)
-                failed += 1
-                continue
-            names.append(p)
-        for name, text in zip(names, model.decode_features(feats), strict=True):
-            out.write(f"{name}\t{text}\n")
-        out.flush()
-    if failed:
-        log.error("%d of %d files could not be transcribed", failed, len(paths))
-    return 1 if failed else 0

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from conformer_prune.models.ctc import ctc_greedy_ids
+from conformer_prune.decoding.base import greedy_texts
 from conformer_prune.models.transducer import TransducerModel
 
 log = logging.getLogger(__name__)
@@ -191,10 +191,7 @@ class OnnxModel:
 
     def transcribe_ids(self, features: Tensor, feature_lens: Tensor) -> list[list[int]]:
         """Greedy token ids (CTC best path; transducer greedy search on the ONNX encoder output)."""
-        out, lens = self(features, feature_lens)
-        if self.is_transducer:
-            return self.net.greedy_decode(out, lens)
-        return ctc_greedy_ids(out, lens, self.net.blank)
+        return self.net.greedy_decode(*self(features, feature_lens))
 
     def run_predictor(self, tokens: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, ...]:
         """The ONNX predictor step (transducer only)."""
@@ -251,11 +248,7 @@ def verify_onnx(
             raise OnnxVerificationError(f"ONNX output lengths {out_lens.tolist()} != PyTorch {ref_lens.tolist()}")
         valid = torch.arange(ref.size(1))[None, :] < ref_lens[:, None]  # (B, T')
         max_diff = max(max_diff, _max_diff(out[valid], ref[valid]))
-        if runner.is_transducer:
-            ref_ids, ids = net.greedy_decode(ref, ref_lens), net.greedy_decode(out, out_lens)
-        else:
-            ref_ids, ids = ctc_greedy_ids(ref, ref_lens, net.blank), ctc_greedy_ids(out, out_lens, net.blank)
-        ref_text, text = [tokenizer.decode(s) for s in ref_ids], [tokenizer.decode(s) for s in ids]
+        ref_text, text = greedy_texts(net, ref, ref_lens, tokenizer), greedy_texts(net, out, out_lens, tokenizer)
         if text != ref_text:
             bad = next(i for i, (a, b) in enumerate(zip(ref_text, text)) if a != b)
             raise OnnxVerificationError(f"greedy transcripts differ: PyTorch {ref_text[bad]!r} vs ONNX {text[bad]!r}")

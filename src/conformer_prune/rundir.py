@@ -1,4 +1,12 @@
-"""One training run per run directory: its artefacts (``checkpoints/``, ``results.json``, ``export/``)
+"""Run directories: where a run's files are, what a path points at, and one run per directory.
+
+Layout: ``<run>/.hydra/config.yaml`` (the composed config), ``checkpoints/*.ckpt``, ``tokenizer.model``,
+``results.json``, ``export/`` (``config.yaml``, ``model.safetensors``, ``tokenizer.model``, ``report.json``),
+and the word LM of a run that decoded with one (``lm.arpa``, ``lexicon.txt``). The locators below say what
+a path a user gives points at (:func:`run_dir_of`, :func:`run_dir_of_checkpoint`, :func:`export_dir_of`,
+:func:`checkpoint_of`, :func:`locate_model`); what the files hold is :mod:`conformer_prune.checkpoint`'s.
+
+A directory holds one training run: its artefacts (``checkpoints/``, ``results.json``, ``export/``)
 always come from the same run, at the same step.
 
 * :func:`check_run_dir` (before the run starts, from the config validator): a directory that already
@@ -15,6 +23,7 @@ import contextlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from conformer_prune.errors import UserError
 
@@ -24,8 +33,112 @@ RESULTS_FILE = "results.json"
 EXPORT_DIR = "export"
 CHECKPOINT_DIR = "checkpoints"
 PREVIOUS_DIR = "previous"
+RUN_CONFIG = Path(".hydra") / "config.yaml"
 RUN_ARTEFACTS = (CHECKPOINT_DIR, RESULTS_FILE, EXPORT_DIR)
 """What makes a directory a (started or finished) training run; Hydra's ``.hydra/`` and log do not."""
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.model"
+REPORT_FILE = "report.json"
+LM_FILE = "lm.arpa"
+LEXICON_FILE = "lexicon.txt"
+
+
+# -- what a path points at ----------------------------------------------------------------------------
+def run_dir_of(path: str | Path) -> Path | None:
+    """The training run directory of a run dir, its export dir, or a checkpoint/report file inside it."""
+    p = Path(str(path)).expanduser()
+    if p.is_file():
+        p = p.parent
+    for candidate in (p, p.parent, p.parent.parent):
+        if (candidate / RUN_CONFIG).is_file():
+            return candidate
+    return None
+
+
+def read_run_config(*run_dirs: Path) -> tuple[Any, Path | None]:
+    """The composed config (an OmegaConf ``DictConfig``, interpolations kept) of the first of ``run_dirs`` that
+    has one, and its file; ``(None, None)`` when none has."""
+    from omegaconf import OmegaConf
+
+    for run_dir in run_dirs:
+        file = Path(run_dir) / RUN_CONFIG
+        if file.is_file():
+            return OmegaConf.load(file), file
+    return None, None
+
+
+def run_dir_of_checkpoint(file: str | Path) -> Path:
+    """``<run>`` of ``<run>/checkpoints/<name>.ckpt`` (where the run's tokenizer, config and LM are)."""
+    return Path(file).parent.parent
+
+
+def export_dir_of(path: str | Path, key: str) -> Path:
+    """The export directory behind ``path``: an export dir, a file in it, or a run dir (``<run>/export``).
+
+    Raises:
+        ValueError: nothing usable at ``path``; the message names ``key`` and what to pass.
+    """
+    source = Path(str(path)).expanduser()
+    if source.is_file():
+        source = source.parent
+    for candidate in (source, source / EXPORT_DIR):
+        if (candidate / CONFIG_FILE).is_file() and (candidate / REPORT_FILE).is_file():
+            return candidate
+    raise ValueError(
+        f"{key}={path}: not an export directory (no {CONFIG_FILE} + {REPORT_FILE} there or in "
+        f"{source / EXPORT_DIR}); pass the <run>/export directory of a finished training run, or a "
+        "scripts/export.py out_dir"
+    )
+
+
+def checkpoint_of(path: str | Path, key: str = "init_from") -> Path:
+    """A training checkpoint: ``path``, or a run dir's evaluated checkpoint (``results.json``) or ``last.ckpt``.
+
+    Raises:
+        ValueError: no checkpoint there; the message names ``key``.
+    """
+    source = Path(str(path)).expanduser()
+    if source.is_file():
+        return source
+    if source.is_dir():
+        results = source / RESULTS_FILE
+        if results.is_file():
+            best = json.loads(results.read_text()).get("checkpoint")
+            if best and Path(best).is_file():
+                return Path(best)
+        if (source / CHECKPOINT_DIR / "last.ckpt").is_file():
+            return source / CHECKPOINT_DIR / "last.ckpt"
+    raise ValueError(
+        f"{key}={path}: no training checkpoint there; pass a <run>/checkpoints/*.ckpt file or a finished run dir"
+    )
+
+
+def locate_model(model_path: str | Path | None) -> tuple[str, Path]:
+    """What ``model_path`` points at, without loading it: ``("checkpoint", file)`` or ``("export", dir)``.
+
+    Raises:
+        ValueError: nothing usable at ``model_path``; the message says what to pass.
+    """
+    if model_path in (None, "", "???"):
+        raise ValueError("model_path is required: a <run>/checkpoints/*.ckpt file, an export dir or a run dir")
+    path = Path(str(model_path)).expanduser()
+    if path.is_file():
+        return "checkpoint", path
+    if path.is_dir():
+        if (path / CONFIG_FILE).is_file():
+            return "export", path
+        if (path / EXPORT_DIR / CONFIG_FILE).is_file():
+            return "export", path / EXPORT_DIR
+        if (path / CHECKPOINT_DIR).is_dir():
+            return "checkpoint", checkpoint_of(path, key="model_path")
+    raise ValueError(
+        f"model_path={model_path}: no checkpoint, export directory or run directory there (pass "
+        "<run>/checkpoints/<best>.ckpt, <run>/export, or the run directory)"
+    )
+
+
+# -- one run per directory ----------------------------------------------------------------------------
 
 
 def _present(path: Path) -> bool:

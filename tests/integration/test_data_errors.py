@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from conformer_prune.evaluation_cli import evaluate
+from conformer_prune.cli.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_FLAC = Path("train-clean-100") / "19" / "198" / "19-198-0001.flac"

@@ -21,9 +21,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from conformer_prune.cli.evaluate import evaluate, load_source
+from conformer_prune.decoding import GreedyCTCDecoder
 from conformer_prune.evaluate import evaluate_net
-from conformer_prune.evaluation_cli import evaluate, load_source
-from conformer_prune.models.decoding import GreedyCTCDecoder
 from conformer_prune.tasks.metrics import edit_counts
 from tests.helpers import tiny_tree_overrides
 
@@ -77,7 +77,8 @@ def test_validation_numbers_are_those_of_the_whole_dev_set(ddp_run: Path) -> Non
     batches = list(datamodule.val_dataloader())  # no trainer: one process, every batch
     assert len(batches) == 5
     decoder = GreedyCTCDecoder(datamodule.tokenizer)
-    single = evaluate_net(net, {"dev": batches}, {"greedy": decoder})["dev"]["greedy"]
+    fps = datamodule.feature_extractor.frames_per_second
+    single = evaluate_net(net, {"dev": batches}, {"greedy": decoder}, frames_per_second=fps)["dev"]["greedy"]
     with torch.no_grad():
         losses = [net.loss(b["features"], b["feature_lens"], b["tokens"], b["token_lens"]) for b in batches]
     sizes = [len(b["texts"]) for b in batches]
@@ -90,7 +91,7 @@ def test_validation_numbers_are_those_of_the_whole_dev_set(ddp_run: Path) -> Non
 
     # what the old per-rank averaging reports for the same hypotheses (rank 0: batches 0, 2, 4; rank 1: 1, 3)
     with torch.no_grad():
-        hyps = [decoder(*(t.float() for t in net(b["features"], b["feature_lens"]))) for b in batches]
+        hyps = [decoder(net, *(t.float() for t in net(b["features"], b["feature_lens"]))) for b in batches]
     per_rank = []
     for rank in (0, 1):
         refs = [t for b in batches[rank::2] for t in b["texts"]]

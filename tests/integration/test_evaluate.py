@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from conformer_prune.evaluation_cli import evaluate
+from conformer_prune.cli.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSETS = "[dev-clean,test-clean]"

@@ -14,9 +14,12 @@ import soundfile
 import torch
 from hydra import compose, initialize_config_dir
 
+from conformer_prune.checkpoint import instantiate_node
+from conformer_prune.cli.export import export
+from conformer_prune.cli.transcribe import transcribe_files
 from conformer_prune.data.features import FeatureExtractor
-from conformer_prune.export import TORCHSCRIPT_FILE, export, export_checkpoint
-from conformer_prune.inference import instantiate_node, load_model, read_audio, transcribe_files
+from conformer_prune.export import TORCHSCRIPT_FILE, export_checkpoint
+from conformer_prune.inference import load_model, read_audio
 from conformer_prune.models.ctc import ctc_greedy_ids
 from conformer_prune.models.transducer import TransducerModel
 from conformer_prune.pruning.compact import encoder_of

@@ -11,7 +11,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from conformer_prune.inference import instantiate_node, load_model, transcribe_files
+from conformer_prune.checkpoint import instantiate_node
+from conformer_prune.cli.transcribe import transcribe_files
+from conformer_prune.inference import load_model
 from conformer_prune.onnx_export import (
     CTC_FILES,
     TRANSDUCER_FILES,

@@ -20,9 +20,9 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
+from conformer_prune.cli.evaluate import evaluate
 from conformer_prune.data.corpus import CorpusConfig, corpus_id, resolve_engines
 from conformer_prune.data.record import RecordedDataMissingError, record_from_checkpoint
-from conformer_prune.evaluation_cli import evaluate
 from conformer_prune.export import VerificationDataError, export_checkpoint
 from conformer_prune.inference import load_model
 from tests.helpers import path_without

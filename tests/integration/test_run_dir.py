@@ -45,9 +45,9 @@ def test_continuing_a_finished_run_in_its_directory_works_end_to_end(tmp_path) -
 
 def test_a_failed_export_keeps_the_evaluation(tmp_path, monkeypatch) -> None:
     import conformer_prune.export
-    from conformer_prune.entry import UserErrorReport, exit_on_user_error
+    from conformer_prune.cli.entry import UserErrorReport, exit_on_user_error
+    from conformer_prune.cli.train import train
     from conformer_prune.export import ExportVerificationError
-    from conformer_prune.train import train
 
     def diverged(*args, **kwargs):
         raise ExportVerificationError("max |compacted - masked| = 0.00049 > atol=0.0001: nothing was written")

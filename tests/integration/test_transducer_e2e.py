@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conformer_prune.evaluation_cli import evaluate
+from conformer_prune.cli.evaluate import evaluate
 from conformer_prune.inference import load_model, read_audio
 from tests.helpers import tiny_tree_overrides
 

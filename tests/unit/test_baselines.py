@@ -15,9 +15,10 @@ from omegaconf import OmegaConf
 
 import conformer_prune.baselines as baselines
 from conformer_prune.callbacks.magnitude import MagnitudePruneInit
+from conformer_prune.checkpoint import instantiate_node
 from conformer_prune.dropout.fixed_mask import FixedMaskDropout
 from conformer_prune.export import export_checkpoint
-from conformer_prune.inference import instantiate_node, load_model
+from conformer_prune.inference import load_model
 from conformer_prune.pruning.compact import compact_copy, count_params, encoder_of, kept_units
 from tests.helpers import (
     STANDARD,

@@ -9,8 +9,8 @@ import warnings
 import pytest
 from hydra.errors import InstantiationException
 
+from conformer_prune.cli.entry import UserErrorReport, entry_point, exit_on_user_error
 from conformer_prune.console import KNOWN_LOG_LINES, LIGHTNING_LOGGERS, quiet_fds, quiet_third_party
-from conformer_prune.entry import UserErrorReport, entry_point, exit_on_user_error
 from conformer_prune.errors import UserError, log_to_files, user_error
 
 

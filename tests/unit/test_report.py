@@ -10,6 +10,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from conformer_prune.cli.train import sweep_objective
 from conformer_prune.report import (
     Stat,
     compare,
@@ -17,7 +18,6 @@ from conformer_prune.report import (
     group_runs,
     make_report,
     reference_group,
-    sweep_objective,
     verdict,
 )
 

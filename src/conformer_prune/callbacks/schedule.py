@@ -19,7 +19,8 @@ class ScheduleCallback(L.Callback):
     """Applies ``schedule(global_step, total_steps)`` to every site of one capability before each batch.
 
     Holds no state: a resumed run recomputes the value from the restored global step. Subclasses set
-    ``capability`` (a runtime-checkable protocol), ``apply`` and ``metric``.
+    ``capability`` (a runtime-checkable protocol), ``apply`` and ``metric``; :meth:`drives` picks the
+    modules it sets.
     """
 
     capability: type
@@ -32,10 +33,14 @@ class ScheduleCallback(L.Callback):
     def apply(self, site: Any, value: float) -> None:
         raise NotImplementedError
 
+    def drives(self, module: Any) -> bool:
+        """Whether this schedule sets ``module`` (by default: every module with the capability)."""
+        return isinstance(module, self.capability)
+
     def _update(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.value = float(self.schedule(trainer.global_step, total_steps(trainer)))
         for module in pl_module.modules():
-            if isinstance(module, self.capability):
+            if self.drives(module):
                 self.apply(module, self.value)
 
     def on_train_batch_start(

@@ -16,8 +16,8 @@ import lightning as L
 import torch
 
 from conformer_prune.dropout.base import LearnsRetention
-from conformer_prune.models.conformer import SITE_KINDS
 from conformer_prune.pruning.compact import compact_copy, count_params, expected_keep, kept_units, retention_summary
+from conformer_prune.sites import kinds as site_kinds
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def kept_units_figure(kept: dict[str, list[list[int]]]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = [k for k in SITE_KINDS if k in kept]
+    kinds = [k for k in site_kinds() if k in kept]
     layers = len(next(iter(kept.values()))) if kept else 0
     grid = torch.tensor([[kept[k][i][0] / max(kept[k][i][1], 1) for k in kinds] for i in range(layers)])
     fig, ax = plt.subplots(figsize=(1.2 * len(kinds) + 1.5, 0.35 * layers + 1.2))

@@ -14,7 +14,7 @@ _EXPORTS = {
     "SUBSET_ALIASES": "librispeech",
     "Utterance": "librispeech",
     "read_subsets": "librispeech",
-    "download_subsets": "librispeech",
+    "download_subsets": "download",
     "CorpusConfig": "corpus",
     "generate_corpus": "corpus",
     "Tokenizer": "tokenizer",

@@ -28,12 +28,14 @@ batches across ranks itself.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
 import warnings
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,7 @@ from conformer_prune.data.corpus import (
     read_manifest,
     resolve_engines,
 )
-from conformer_prune.data.features import FeatureExtractor, GlobalCMVN, SpecAugment, speed_perturb
+from conformer_prune.data.features import FeatureExtractor, FeatureSettings, GlobalCMVN, SpecAugment, speed_perturb
 from conformer_prune.data.librispeech import (
     DataError,
     SkipReport,
@@ -66,10 +68,10 @@ from conformer_prune.data.librispeech import (
     read_subsets,
 )
 from conformer_prune.data.tokenizer import (
-    DEFAULT_ALPHABET,
     MODEL_TYPES,
     OOV_POLICIES,
     Tokenizer,
+    TokenizerSettings,
     apply_alphabet_policy,
     out_of_alphabet,
 )
@@ -78,30 +80,29 @@ log = logging.getLogger(__name__)
 
 Batch = dict[str, Any]
 
-TOKENIZER_DEFAULTS: dict[str, Any] = {
-    "model_type": "char",
-    "vocab_size": 256,
-    "alphabet": DEFAULT_ALPHABET,
-    "oov_policy": "error",
-}
-FEATURE_DEFAULTS: dict[str, Any] = {
-    "sample_rate": 16000,
-    "n_mels": 80,
-    "win_ms": 25.0,
-    "hop_ms": 10.0,
-    "n_fft": 512,
-    "log_floor": 1e-6,
-    "speed_perturb": None,
-    "cmvn_utterances": 2000,
-}
-SPEC_AUGMENT_DEFAULTS: dict[str, Any] = {
-    "num_freq_masks": 2,
-    "freq_mask_width": 15,
-    "num_time_masks": 2,
-    "time_mask_width": 40,
-    "time_mask_ratio": 0.05,
-}
-_EXTRACTOR_KEYS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "n_fft", "log_floor")
+
+@dataclass(frozen=True)
+class DataFeatures(FeatureSettings):
+    """``data.features``: the front end (:class:`~conformer_prune.data.features.FeatureSettings`) and what the
+    data module does with it; the one copy of their defaults.
+
+    Args:
+        speed_perturb: speed factors, one drawn per training utterance and epoch (``None``: none).
+        cmvn_utterances: training utterances the CMVN statistics are fitted on.
+    """
+
+    speed_perturb: Sequence[float] | None = None
+    cmvn_utterances: int = 2000
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """Field -> default of a settings dataclass."""
+    return {f.name: f.default for f in fields(cls)}
+
+
+SPEC_AUGMENT_KEYS = tuple(p for p in inspect.signature(SpecAugment).parameters if p != "mask_value")
+"""``data.spec_augment`` keys: :class:`~conformer_prune.data.features.SpecAugment`'s arguments (its signature
+holds their defaults)."""
 
 
 def _plain(value: Any) -> Any:
@@ -114,11 +115,16 @@ def _plain(value: Any) -> Any:
 
 
 def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, key: str) -> dict[str, Any]:
+    """``given`` on top of ``defaults`` (plain values); an unknown key is an error naming ``data.<key>``."""
     given = _plain(given) or {}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise DataError(f"data.{key}: unknown key(s) {unknown}; known keys are {sorted(defaults)}")
     return {**defaults, **given}
+
+
+def _spec_augment_defaults() -> dict[str, Any]:
+    return {k: inspect.signature(SpecAugment).parameters[k].default for k in SPEC_AUGMENT_KEYS}
 
 
 def _subset_list(value: str | Sequence[str] | None, key: str) -> list[str]:
@@ -356,13 +362,13 @@ class LibriSpeechDataModule(L.LightningDataModule):
         self.dev_subsets = _subset_list(dev_subsets, "dev_subsets")
         self.test_subsets = _subset_list(test_subsets, "test_subsets")
         self._eval_subset_names = _subset_list(eval_subsets, "eval_subsets")
-        self.tokenizer_cfg = _merge(TOKENIZER_DEFAULTS, tokenizer, "tokenizer")
+        self.tokenizer_cfg = _merge(_defaults(TokenizerSettings), tokenizer, "tokenizer")
         for key, allowed in (("model_type", MODEL_TYPES), ("oov_policy", OOV_POLICIES)):
             if self.tokenizer_cfg[key] not in allowed:
                 raise DataError(f"data.tokenizer.{key} must be one of {list(allowed)}, got {self.tokenizer_cfg[key]!r}")
-        self.feature_cfg = _merge(FEATURE_DEFAULTS, features, "features")
+        self.feature_cfg = _merge(_defaults(DataFeatures), features, "features")
         self.spec_augment_cfg = (
-            None if spec_augment is None else _merge(SPEC_AUGMENT_DEFAULTS, spec_augment, "spec_augment")
+            None if spec_augment is None else _merge(_spec_augment_defaults(), spec_augment, "spec_augment")
         )
         self.max_batch_seconds = float(max_batch_seconds)
         self.eval_max_batch_seconds = float(eval_max_batch_seconds or max_batch_seconds)
@@ -509,11 +515,11 @@ class LibriSpeechDataModule(L.LightningDataModule):
         log.info("CMVN fitted on %d training utterances -> %s", len(chosen), path)
 
     def _extractor_settings(self) -> dict[str, Any]:
-        return {k: self.feature_cfg[k] for k in _EXTRACTOR_KEYS}
+        return {k: self.feature_cfg[k] for k in FeatureSettings.names()}
 
     def _new_extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            self._extractor = FeatureExtractor(**self._extractor_settings())
+            self._extractor = FeatureExtractor(FeatureSettings(**self._extractor_settings()))
         return self._extractor
 
     def _speeds(self) -> tuple[float, ...]:

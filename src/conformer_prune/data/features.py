@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -18,44 +19,80 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-SAMPLE_RATE = 16000
+from conformer_prune.data.librispeech import SAMPLE_RATE
 
 
-class LogMelFeatures(nn.Module):
-    """Log mel filterbank energies, 25 ms Hann windows every 10 ms by default.
+@dataclass(frozen=True)
+class FeatureSettings:
+    """The front end's settings, and the one copy of their defaults (log-mel with 25 ms Hann windows every
+    10 ms at :data:`~conformer_prune.data.librispeech.SAMPLE_RATE`).
 
     Args:
         sample_rate: expected input rate in Hz.
         n_mels: number of mel bins ``F``.
         win_ms: window length in milliseconds.
-        hop_ms: hop in milliseconds.
+        hop_ms: hop in milliseconds (it sets :attr:`frames_per_second`).
         n_fft: FFT size (at least the window length in samples).
         log_floor: added to the power before the log.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = SAMPLE_RATE,
-        n_mels: int = 80,
-        win_ms: float = 25.0,
-        hop_ms: float = 10.0,
-        n_fft: int = 512,
-        log_floor: float = 1e-6,
-    ) -> None:
-        super().__init__()
-        self.sample_rate = int(sample_rate)
-        self.n_mels = int(n_mels)
-        self.win_length = round(sample_rate * win_ms / 1000)
-        self.hop_length = round(sample_rate * hop_ms / 1000)
-        if n_fft < self.win_length:
+    sample_rate: int = SAMPLE_RATE
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    log_floor: float = 1e-6
+
+    def __post_init__(self) -> None:
+        for name, kind in (("sample_rate", int), ("n_mels", int), ("win_ms", float), ("hop_ms", float),
+                           ("n_fft", int), ("log_floor", float)):  # fmt: skip
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        if self.n_fft < self.win_length:
             raise ValueError(
-                f"data.features.n_fft={n_fft} is shorter than the {win_ms} ms window ({self.win_length} samples): "
-                "raise n_fft"
+                f"data.features.n_fft={self.n_fft} is shorter than the {self.win_ms} ms window ({self.win_length} "
+                "samples): raise n_fft"
             )
-        self.log_floor = float(log_floor)
+
+    @property
+    def win_length(self) -> int:
+        """Window length in samples."""
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        """Hop in samples."""
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    @property
+    def frames_per_second(self) -> float:
+        """Feature frames per second of audio (100 for a 10 ms hop)."""
+        return self.sample_rate / self.hop_length
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The setting names (what :meth:`FeatureExtractor.config` holds besides ``cmvn``)."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> FeatureSettings:
+        """The settings of a feature config (:meth:`FeatureExtractor.config`; other keys are ignored)."""
+        return cls(**{k: config[k] for k in cls.names() if k in config})
+
+
+class LogMelFeatures(nn.Module):
+    """Log mel filterbank energies (:class:`FeatureSettings`)."""
+
+    def __init__(self, settings: FeatureSettings | None = None) -> None:
+        super().__init__()
+        settings = settings or FeatureSettings()
+        self.sample_rate = settings.sample_rate
+        self.n_mels = settings.n_mels
+        self.win_length = settings.win_length
+        self.hop_length = settings.hop_length
+        self.log_floor = settings.log_floor
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=self.sample_rate,
-            n_fft=n_fft,
+            n_fft=settings.n_fft,
             win_length=self.win_length,
             hop_length=self.hop_length,
             n_mels=self.n_mels,
@@ -197,47 +234,28 @@ def speed_perturb(waveform: Tensor, factor: float, sample_rate: int = SAMPLE_RAT
     return torchaudio.functional.resample(waveform, orig // g, sample_rate // g)
 
 
-def _as_mono_tensor(waveform: Tensor | np.ndarray) -> Tensor:
+def to_mono(waveform: Tensor | np.ndarray) -> tuple[Tensor, int]:
+    """``(N,)`` or ``(C, N)`` samples -> mono ``(N,)`` float32 (the channels' mean) and the input's channel count."""
     x = torch.as_tensor(np.asarray(waveform) if not isinstance(waveform, Tensor) else waveform).float()
-    if x.dim() == 2:  # (C, N)
-        x = x.mean(0)
-    if x.dim() != 1:
-        raise ValueError(f"expected a waveform of shape (N,) or (C, N), got {tuple(x.shape)}")
-    return x
+    if x.dim() == 1:
+        return x, 1
+    if x.dim() == 2:
+        return x.mean(0), x.size(0)
+    raise ValueError(f"expected a waveform of shape (N,) or (C, N), got {tuple(x.shape)}")
 
 
 class FeatureExtractor(nn.Module):
     """Log-mel + global CMVN: what the model sees, minus SpecAugment.
 
     Args:
-        sample_rate: rate the model expects; other inputs are resampled.
-        n_mels: ``F``.
-        win_ms: window length in milliseconds.
-        hop_ms: hop in milliseconds.
-        n_fft: FFT size.
-        log_floor: added to the power before the log.
+        settings: the front end (:class:`FeatureSettings`); other input rates are resampled.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = SAMPLE_RATE,
-        n_mels: int = 80,
-        win_ms: float = 25.0,
-        hop_ms: float = 10.0,
-        n_fft: int = 512,
-        log_floor: float = 1e-6,
-    ) -> None:
+    def __init__(self, settings: FeatureSettings | None = None) -> None:
         super().__init__()
-        self.logmel = LogMelFeatures(sample_rate, n_mels, win_ms, hop_ms, n_fft, log_floor)
-        self.cmvn = GlobalCMVN(n_mels)
-        self._settings = {
-            "sample_rate": int(sample_rate),
-            "n_mels": int(n_mels),
-            "win_ms": float(win_ms),
-            "hop_ms": float(hop_ms),
-            "n_fft": int(n_fft),
-            "log_floor": float(log_floor),
-        }
+        self.settings = settings or FeatureSettings()
+        self.logmel = LogMelFeatures(self.settings)
+        self.cmvn = GlobalCMVN(self.settings.n_mels)
 
     @property
     def sample_rate(self) -> int:
@@ -248,13 +266,18 @@ class FeatureExtractor(nn.Module):
         """``F``."""
         return self.logmel.n_mels
 
+    @property
+    def frames_per_second(self) -> float:
+        """Feature frames per second of audio (from the hop)."""
+        return self.settings.frames_per_second
+
     def num_frames(self, num_samples: Tensor | int) -> Tensor | int:
         """Frames ``T`` for ``num_samples`` samples at :attr:`sample_rate`."""
         return self.logmel.num_frames(num_samples)
 
     def prepare(self, waveform: Tensor | np.ndarray, sample_rate: int) -> Tensor:
         """Downmix ``(C, N)`` to mono and resample to :attr:`sample_rate`: returns ``(N',)``."""
-        x = _as_mono_tensor(waveform)
+        x, _ = to_mono(waveform)
         if sample_rate != self.sample_rate:
             g = math.gcd(int(sample_rate), self.sample_rate)
             x = torchaudio.functional.resample(x, int(sample_rate) // g, self.sample_rate // g)
@@ -277,7 +300,7 @@ class FeatureExtractor(nn.Module):
     def config(self) -> dict[str, Any]:
         """Plain JSON-able settings + CMVN statistics (``from_config`` rebuilds the extractor)."""
         return {
-            **self._settings,
+            **asdict(self.settings),
             "cmvn": {
                 "mean": [float(v) for v in self.cmvn.mean],
                 "std": [float(v) for v in self.cmvn.std],
@@ -289,7 +312,7 @@ class FeatureExtractor(nn.Module):
     def from_config(cls, config: Mapping[str, Any]) -> FeatureExtractor:
         """Rebuild from :meth:`config` output (a config without ``cmvn`` gives identity CMVN)."""
         settings = {k: v for k, v in dict(config).items() if k != "cmvn"}
-        extractor = cls(**settings)
+        extractor = cls(FeatureSettings(**settings))
         cmvn = config.get("cmvn")
         if cmvn is not None:
             mean = torch.tensor(list(cmvn["mean"]), dtype=torch.float32)

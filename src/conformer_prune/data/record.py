@@ -101,3 +101,26 @@ def pinned_config(record: Mapping[str, Any]) -> dict[str, Any]:
     config["root"] = str(record["root"])
     config["corpus"] = None
     return config
+
+
+def legacy_data_config(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
+    """The data module config of a run of an older version (no data record): ``<run>/.hydra/config.yaml``'s
+    ``data``, relative paths resolved against the run's working directory (``.hydra/hydra.yaml``), never
+    the current one. ``None`` and why when there is none."""
+    from omegaconf import OmegaConf
+
+    from conformer_prune.rundir import RUN_CONFIG, read_run_config
+
+    run_config, config_file = read_run_config(run_dir)
+    if run_config is None or "data" not in run_config:
+        return None, f"{run_dir / RUN_CONFIG} does not exist or has no data section"
+    data = OmegaConf.to_container(run_config.data, resolve=True)
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    cwd = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.cwd") if hydra_file.is_file() else None
+    for key in ("root", "cache_dir"):
+        value = data.get(key)
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            if cwd is None:
+                return None, f"{config_file}: data.{key}={value!r} is relative and the run's directory is unknown"
+            data[key] = str(Path(cwd) / value)
+    return data, ""

@@ -17,6 +17,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -35,6 +36,23 @@ ModelType = Literal["char", "unigram", "bpe"]
 OovPolicy = Literal["error", "unk", "drop"]
 MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 OOV_POLICIES: tuple[str, ...] = get_args(OovPolicy)
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """``data.tokenizer``, and the one copy of its defaults.
+
+    Args:
+        model_type: ``char`` (blank + unk + word boundary + the alphabet), ``unigram`` or ``bpe``.
+        vocab_size: the SentencePiece vocabulary of ``unigram`` / ``bpe`` (``char`` ignores it).
+        alphabet: the characters transcripts may use.
+        oov_policy: transcripts with other characters: ``error`` | ``unk`` | ``drop``.
+    """
+
+    model_type: ModelType = "char"
+    vocab_size: int = 256
+    alphabet: str = DEFAULT_ALPHABET
+    oov_policy: OovPolicy = "error"
 
 
 class Tokenizer:
@@ -85,10 +103,10 @@ class Tokenizer:
         cls,
         texts: Iterable[str],
         model_path: str | Path,
-        model_type: ModelType = "char",
-        vocab_size: int = 256,
+        model_type: ModelType = TokenizerSettings.model_type,
+        vocab_size: int = TokenizerSettings.vocab_size,
         *,
-        alphabet: str = DEFAULT_ALPHABET,
+        alphabet: str = TokenizerSettings.alphabet,
     ) -> Tokenizer:
         """Train on ``texts`` and write the model to ``model_path``.
 
@@ -157,10 +175,10 @@ class Tokenizer:
         cls,
         texts: Sequence[str],
         cache_dir: str | Path,
-        model_type: ModelType = "char",
-        vocab_size: int = 256,
+        model_type: ModelType = TokenizerSettings.model_type,
+        vocab_size: int = TokenizerSettings.vocab_size,
         *,
-        alphabet: str = DEFAULT_ALPHABET,
+        alphabet: str = TokenizerSettings.alphabet,
     ) -> Tokenizer:
         """Load the cached model for (``texts``, settings) from ``cache_dir``, or train and cache it."""
         digest = hashlib.sha256()

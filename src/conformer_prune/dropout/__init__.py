@@ -6,6 +6,7 @@ from conformer_prune.dropout.base import (
     LearnsRetention,
     TargetScheduled,
     TemperatureScheduled,
+    Thresholded,
     UnitDropout,
 )
 from conformer_prune.dropout.hard_concrete import HardConcreteGate
@@ -24,5 +25,6 @@ __all__ = [
     "TargetScheduled",
     "TemperatureSchedule",
     "TemperatureScheduled",
+    "Thresholded",
     "UnitDropout",
 ]

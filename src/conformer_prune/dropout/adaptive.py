@@ -87,6 +87,12 @@ class AdaptiveDropout(UnitDropout):
         threshold: units with ``σ(β) < threshold`` are pruned (eval gate 0).
     """
 
+    label = "adaptive dropout"
+    role = "method"
+    uses_alpha = True
+    learns_retention = True
+    temperature_schedule = "gumbel/tau"  # the Gumbel temperature callback (callbacks/temperature.py)
+
     def __init__(
         self,
         num_units: int,

@@ -1,8 +1,14 @@
 """The unit-dropout strategy interface and the capabilities walkers look for.
 
 A *site* is a place in the model whose last tensor dimension holds ``U`` prunable units (FFN hidden
-neurons, attention query/value dims, LConv channels). Each site owns one :class:`UnitDropout` built
-by a :data:`DropoutFactory` (a Hydra ``_partial_``), so swapping the strategy never edits a model.
+neurons, attention query/value dims, LConv channels; :mod:`conformer_prune.sites`). Each site owns one
+:class:`UnitDropout` built by a :data:`DropoutFactory` (a Hydra ``_partial_``), so swapping the strategy
+never edits a model.
+
+A strategy declares what the rest of the code needs to know about it as class attributes (its
+metadata: :attr:`UnitDropout.label`, ``role``, ``uses_alpha``, ``learns_retention``,
+``temperature_schedule``); the report and the schedule callbacks read them, so a new strategy is one
+class plus one ``conf/dropout`` YAML file.
 
 Shapes: ``U`` units; inputs are ``(..., U)``.
 """
@@ -10,7 +16,7 @@ Shapes: ``U`` units; inputs are ``(..., U)``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +28,24 @@ class UnitDropout(nn.Module):
     Subclasses implement :meth:`mask_like`; ``forward`` multiplies by it. A site that must apply the
     *same* mask to two tensors (attention queries with their two relative-position biases) calls
     :meth:`mask_like` once and multiplies both.
+
+    Metadata (class attributes; a subclass sets its own):
+
+    * ``label``: how reports name a run that uses it (``adaptive dropout``);
+    * ``role``: ``method`` (the pruning method studied), ``baseline`` (a pruning baseline) or ``dense``
+      (prunes nothing: the dense reference);
+    * ``uses_alpha``: its :meth:`penalty` matters, weighted by ``pruning.alpha``: runs that differ in alpha
+      are different settings, not replicates;
+    * ``learns_retention``: it learns a per-unit retention probability (reports say how decided it is);
+    * ``temperature_schedule``: the metric of the schedule callback that sets its temperature
+      (``gumbel/tau``); ``None``: nothing does (its temperature is its own, fixed).
     """
+
+    label: ClassVar[str] = "unit dropout"
+    role: ClassVar[Literal["method", "baseline", "dense"]] = "dense"
+    uses_alpha: ClassVar[bool] = False
+    learns_retention: ClassVar[bool] = False
+    temperature_schedule: ClassVar[str | None] = None
 
     def __init__(self, num_units: int) -> None:
         super().__init__()
@@ -69,6 +92,13 @@ class TargetScheduled(Protocol):
     """A strategy whose regulariser pulls toward a target that a schedule moves each step."""
 
     def set_target(self, target: float) -> None: ...
+
+
+@runtime_checkable
+class Thresholded(Protocol):
+    """A strategy whose eval gate prunes the units with a retention probability below ``threshold``."""
+
+    threshold: float
 
 
 @runtime_checkable

@@ -28,7 +28,12 @@ class FixedMaskDropout(UnitDropout):
     Args:
         num_units: width ``U`` of the site.
         drop_prob: probability of zeroing a kept element in training.
+
+    It learns nothing (``learns_retention = False``): its 0/1 retention probability is set from outside.
     """
+
+    label = "fixed mask"
+    role = "baseline"
 
     def __init__(self, num_units: int, drop_prob: float = 0.1) -> None:
         super().__init__(num_units)

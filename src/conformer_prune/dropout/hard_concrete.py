@@ -29,7 +29,15 @@ class HardConcreteGate(UnitDropout):
         temperature: the concrete temperature ``β`` (2/3 in the paper); a callback may anneal it.
         stretch_low: ``γ`` (< 0).
         stretch_high: ``ζ`` (> 1).
+
+    Its concrete temperature ``β`` is its own (``temperature``): the Gumbel temperature schedule of
+    adaptive dropout does not drive it (``temperature_schedule = None``).
     """
+
+    label = "L0 hard-concrete"
+    role = "baseline"
+    uses_alpha = True
+    learns_retention = True
 
     def __init__(
         self,

@@ -11,6 +11,8 @@ from conformer_prune.dropout.base import UnitDropout
 class NoDropout(UnitDropout):
     """Identity at every site: baselines, determinism checks and compacted models."""
 
+    label = "dense (no dropout)"
+
     def mask_like(self, x: Tensor) -> Tensor:
         return x.new_ones(())
 
@@ -25,6 +27,8 @@ class StandardDropout(UnitDropout):
         num_units: width of the site.
         drop_prob: probability of zeroing an element in training.
     """
+
+    label = "dense (standard dropout)"
 
     def __init__(self, num_units: int, drop_prob: float = 0.1) -> None:
         super().__init__(num_units)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from conformer_prune.dropout.base import DropoutFactory, UnitDropout
 from conformer_prune.dropout.standard import NoDropout
-from conformer_prune.pruning.slicing import slice_linear
+from conformer_prune.models.slicing import slice_linear
 
 
 def relative_positions(length: int, d_model: int, device: torch.device, dtype: torch.dtype) -> Tensor:

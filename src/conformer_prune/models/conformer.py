@@ -14,13 +14,16 @@ site       unit                            removed per pruned unit
            BatchNorm + Swish by default)   norm channel, pointwise-out column
 =========  ==============================  ===========================================
 
+Each site kind is described once, in the site registry (:mod:`conformer_prune.sites`): the block derives
+its sites, widths, unit costs and compaction from it.
+
 Shapes: ``B`` batch, ``T`` frames, ``F`` features, ``D`` model dim, ``U`` units of a site.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -28,10 +31,9 @@ from torch import Tensor, nn
 from conformer_prune.dropout.base import DropoutFactory, UnitDropout
 from conformer_prune.dropout.standard import NoDropout
 from conformer_prune.models.attention import RelPositionMultiHeadAttention, relative_positions
+from conformer_prune.models.slicing import slice_depthwise_conv, slice_linear, slice_norm
 from conformer_prune.models.subsampling import Conv2dSubsampling
-from conformer_prune.pruning.slicing import slice_depthwise_conv, slice_linear, slice_norm
-
-SITE_KINDS = ("ffn1", "query", "value", "conv", "ffn2")
+from conformer_prune.sites import Site, dense_layer_widths, site_kind, site_kinds
 
 
 class FeedForward(nn.Module):
@@ -175,8 +177,12 @@ class ConvModule(nn.Module):
 class ConformerBlock(nn.Module):
     """½FFN → rel-pos MHSA → LConv → ½FFN → LayerNorm, each with a residual connection.
 
-    ``widths`` (from a compacted model's config) sets the width of every site:
-    ``{"ffn1": int, "ffn2": int, "qk_dims": [int]*H, "v_dims": [int]*H, "conv": int}``.
+    Its prunable sites are the registered site kinds (:mod:`conformer_prune.sites`): the five built-in ones
+    live in the block's modules; a registered extension kind adds its host as a residual branch after the
+    last FFN. ``widths`` (from a compacted model's config) sets the width of every site by its width key,
+    ``{"ffn1": int, "qk_dims": [int]*H, "v_dims": [int]*H, "conv": int, "ffn2": int}``; a key left out
+    keeps the dense width. ``site_dropout`` maps a config key (``ffn``, ``query``, ...) to its strategy
+    factory; a key left out (or ``None``) is no dropout.
     """
 
     def __init__(
@@ -187,36 +193,44 @@ class ConformerBlock(nn.Module):
         kernel_size: int,
         dropout_rate: float = 0.1,
         attention_dropout: float = 0.1,
-        ffn_dropout: DropoutFactory | None = None,
-        query_dropout: DropoutFactory | None = None,
-        value_dropout: DropoutFactory | None = None,
-        conv_dropout: DropoutFactory | None = None,
-        widths: dict | None = None,
+        site_dropout: Mapping[str, DropoutFactory | None] | None = None,
+        widths: Mapping[str, Any] | None = None,
         conv_mask_position: MaskPosition = "output",
     ) -> None:
         super().__init__()
-        widths = widths or {}
-        self.ffn1 = FeedForward(d_model, widths.get("ffn1", d_ff), dropout_rate, ffn_dropout)
+        geometry = {"d_model": d_model, "num_heads": num_heads, "d_ff": d_ff, "kernel_size": kernel_size}
+        widths = {**dense_layer_widths(geometry), **(widths or {})}
+        dropout = dict(site_dropout or {})
+        self.ffn1 = FeedForward(d_model, widths["ffn1"], dropout_rate, dropout.get("ffn"))
         self.attn_norm = nn.LayerNorm(d_model)
         self.attn = RelPositionMultiHeadAttention(
             d_model,
             num_heads,
             attention_dropout,
-            query_dropout,
-            value_dropout,
-            qk_dims=widths.get("qk_dims"),
-            v_dims=widths.get("v_dims"),
+            dropout.get("query"),
+            dropout.get("value"),
+            qk_dims=widths["qk_dims"],
+            v_dims=widths["v_dims"],
         )
         self.attn_dropout = nn.Dropout(dropout_rate)
         self.conv = ConvModule(
             d_model,
             kernel_size,
             dropout_rate,
-            conv_dropout,
-            channels=widths.get("conv"),
+            dropout.get("conv"),
+            channels=widths["conv"],
             mask_position=conv_mask_position,
         )
-        self.ffn2 = FeedForward(d_model, widths.get("ffn2", d_ff), dropout_rate, ffn_dropout)
+        self.ffn2 = FeedForward(d_model, widths["ffn2"], dropout_rate, dropout.get("ffn"))
+        self.extensions: list[str] = []  # hosts of registered extension kinds, applied after ffn2
+        for spec in site_kinds():
+            if spec.build is not None:
+                factory = dropout.get(spec.config_key)
+                host = spec.build(
+                    d_model=d_model, width=widths[spec.width_key], dropout_rate=dropout_rate, dropout=factory
+                )
+                self.add_module(spec.host, host)
+                self.extensions.append(spec.host)
         self.final_norm = nn.LayerNorm(d_model)
 
     def forward(self, x: Tensor, pos_emb: Tensor, pad_mask: Tensor) -> Tensor:
@@ -225,64 +239,35 @@ class ConformerBlock(nn.Module):
         x = x + self.attn_dropout(self.attn(self.attn_norm(x), pos_emb, pad_mask))
         x = x + self.conv(x, pad_mask)
         x = torch.add(x, self.ffn2(x), alpha=0.5)
+        for name in self.extensions:  # residual branches of registered extension kinds
+            x = x + getattr(self, name)(x)
         return self.final_norm(x)
 
+    def host(self, kind: str) -> nn.Module:
+        """The module that applies site ``kind`` and compacts it."""
+        return getattr(self, site_kind(kind).host)
+
     def sites(self) -> dict[str, UnitDropout]:
-        """The block's prunable sites by kind."""
-        return {
-            "ffn1": self.ffn1.unit_dropout,
-            "query": self.attn.query_dropout,
-            "value": self.attn.value_dropout,
-            "conv": self.conv.unit_dropout,
-            "ffn2": self.ffn2.unit_dropout,
-        }
+        """The block's prunable sites by kind, in registry order."""
+        return {spec.kind: getattr(getattr(self, spec.host), spec.strategy) for spec in site_kinds()}
 
     def unit_costs(self) -> dict[str, int]:
         """Parameters compaction removes with one unit of each site kind (a head left without value dims
         also takes its query dims: :meth:`RelPositionMultiHeadAttention.surviving`)."""
-        q_cost, v_cost = self.attn.unit_costs()
-        return {
-            "ffn1": self.ffn1.unit_cost(),
-            "query": q_cost,
-            "value": v_cost,
-            "conv": self.conv.unit_cost(),
-            "ffn2": self.ffn2.unit_cost(),
-        }
+        return {spec.kind: spec.unit_cost(getattr(self, spec.host)) for spec in site_kinds()}
 
     def widths(self) -> dict:
         """Current width of every site (what a compacted config records)."""
-        return {
-            "ffn1": self.ffn1.linear1.out_features,
-            "ffn2": self.ffn2.linear1.out_features,
-            "qk_dims": list(self.attn.qk_dims),
-            "v_dims": list(self.attn.v_dims),
-            "conv": self.conv.depthwise.out_channels,
-        }
+        return {spec.width_key: spec.width(getattr(self, spec.host)) for spec in site_kinds()}
 
     @torch.no_grad()
     def compact_(self) -> None:
-        """Physically remove every pruned unit of the block; restores the block's train/eval mode."""
+        """Physically remove every pruned unit of the block (each host compacts its own sites); restores
+        the block's train/eval mode."""
         mode = self.training
-        self.ffn1.compact_()
-        self.attn.compact_()
-        self.conv.compact_()
-        self.ffn2.compact_()
+        for name in dict.fromkeys(spec.host for spec in site_kinds()):
+            getattr(self, name).compact_()
         self.train(mode)
-
-
-@dataclass(frozen=True)
-class Site:
-    """One prunable site: ``layer`` index, ``kind`` (one of :data:`SITE_KINDS`), its strategy module."""
-
-    layer: int
-    kind: str
-    module: UnitDropout
-    unit_cost: int
-    """Parameters compaction removes with one unit of this site."""
-
-    @property
-    def name(self) -> str:
-        return f"layers.{self.layer}.{self.kind}"
 
 
 class ConformerEncoder(nn.Module):
@@ -298,11 +283,13 @@ class ConformerEncoder(nn.Module):
         subsampling_channels: Conv2d channels of the front end.
         dropout_rate: residual / FFN-output dropout.
         attention_dropout: dropout on attention probabilities.
-        ffn_dropout, query_dropout, value_dropout, conv_dropout: strategy factories of the four site
-            types (Hydra ``_partial_``); ``None`` → no dropout at that site.
+        ffn_dropout, query_dropout, value_dropout, conv_dropout: strategy factories of the built-in
+            site kinds' config keys (Hydra ``_partial_``); ``None`` → no dropout at that site.
         layer_widths: per-block site widths of a compacted model (see :class:`ConformerBlock`).
         conv_mask_position: where the LConv site masks its channels: ``"output"`` (after BatchNorm +
             Swish) or ``"input"`` (before the depthwise conv); see :class:`ConvModule`.
+        **extension_dropout: ``<config_key>_dropout`` of a registered extension site kind
+            (:mod:`conformer_prune.sites`); any other keyword is an error.
     """
 
     def __init__(
@@ -322,8 +309,19 @@ class ConformerEncoder(nn.Module):
         conv_dropout: DropoutFactory | None = None,
         layer_widths: list[dict] | None = None,
         conv_mask_position: MaskPosition = "output",
+        **extension_dropout: DropoutFactory | None,
     ) -> None:
         super().__init__()
+        args = {spec.dropout_arg: spec.config_key for spec in site_kinds()}
+        unknown = sorted(set(extension_dropout) - {spec.dropout_arg for spec in site_kinds() if spec.build})
+        if unknown:
+            raise ValueError(
+                f"encoder: unknown argument(s) {unknown}; the site strategies are {sorted(args)} "
+                "(registered in conformer_prune.sites)"
+            )
+        given = {"ffn_dropout": ffn_dropout, "query_dropout": query_dropout, "value_dropout": value_dropout,
+                 "conv_dropout": conv_dropout, **extension_dropout}  # fmt: skip
+        site_dropout = {args[arg]: factory for arg, factory in given.items()}
         if layer_widths is not None and len(layer_widths) != num_layers:
             raise ValueError(
                 f"encoder.layer_widths lists {len(layer_widths)} layers but encoder.num_layers is {num_layers}"
@@ -339,10 +337,7 @@ class ConformerEncoder(nn.Module):
                 kernel_size,
                 dropout_rate,
                 attention_dropout,
-                ffn_dropout,
-                query_dropout,
-                value_dropout,
-                conv_dropout,
+                site_dropout,
                 widths=layer_widths[i] if layer_widths is not None else None,
                 conv_mask_position=conv_mask_position,
             )
@@ -361,7 +356,7 @@ class ConformerEncoder(nn.Module):
         return x, lens
 
     def sites(self) -> list[Site]:
-        """Every prunable site, layer by layer, in :data:`SITE_KINDS` order."""
+        """Every prunable site, layer by layer, in registry order (:func:`conformer_prune.sites.kinds`)."""
         return [
             Site(i, kind, module, layer.unit_costs()[kind])
             for i, layer in enumerate(self.layers)

@@ -14,10 +14,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from conformer_prune.dropout.base import LearnsRetention, UnitDropout
-from conformer_prune.models.conformer import SITE_KINDS, ConformerEncoder
-
-FRAMES_PER_SECOND = 100.0
-"""Feature frames per second of audio (10 ms hop) used for MACs per second."""
+from conformer_prune.models.conformer import ConformerEncoder
+from conformer_prune.sites import kinds, site_kinds
 
 
 def count_params(module: nn.Module) -> int:
@@ -107,10 +105,9 @@ def params_if_compacted(net: nn.Module) -> int:
     for layer in encoder_of(net).layers:
         costs, sites = layer.unit_costs(), layer.sites()
         keep = {kind: site.keep_mask() for kind, site in sites.items()}
-        for kind, site in sites.items():
-            total -= costs[kind] * (site.num_units - int(keep[kind].sum()))
-        surviving, _ = layer.attn.surviving(keep["query"], keep["value"])
-        total -= costs["query"] * int((keep["query"] & ~surviving).sum())
+        for spec in site_kinds():
+            kept = spec.kept_by_compaction(getattr(layer, spec.host), keep)
+            total -= costs[spec.kind] * (sites[spec.kind].num_units - int(kept.sum()))
     return total
 
 
@@ -126,15 +123,10 @@ def param_report(dense: nn.Module, compacted: nn.Module) -> dict:
     enc_before, enc_after = encoder_of(dense), encoder_of(compacted)
 
     def per_kind(encoder: ConformerEncoder) -> dict[str, int]:
-        counts = dict.fromkeys(SITE_KINDS, 0)
+        counts = dict.fromkeys(kinds(), 0)
         for layer in encoder.layers:
-            counts["ffn1"] += count_params(layer.ffn1)
-            counts["ffn2"] += count_params(layer.ffn2)
-            attn = layer.attn
-            qk = [attn.linear_q, attn.linear_k, attn.linear_pos]
-            counts["query"] += sum(count_params(m) for m in qk) + attn.pos_bias_u.numel() + attn.pos_bias_v.numel()
-            counts["value"] += count_params(attn.linear_v) + count_params(attn.linear_out)
-            counts["conv"] += count_params(layer.conv)
+            for spec in site_kinds():
+                counts[spec.kind] += sum(p.numel() for p in spec.owned(getattr(layer, spec.host)))
         return counts
 
     return {
@@ -153,9 +145,7 @@ def kept_heads(net: nn.Module, num_heads: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def macs_per_second(
-    net: nn.Module, input_dim: int, seconds: float = 10.0, frames_per_second: float = FRAMES_PER_SECOND
-) -> float:
+def macs_per_second(net: nn.Module, input_dim: int, seconds: float = 10.0, *, frames_per_second: float) -> float:
     """Multiply-accumulates per second of audio of ``net``'s forward pass (encoder, plus the CTC head).
 
     Counted with :class:`torch.utils.flop_counter.FlopCounterMode` on one ``seconds``-long utterance,
@@ -166,7 +156,7 @@ def macs_per_second(
         net: ``CTCModel``, ``TransducerModel`` (its forward is the encoder) or a bare encoder.
         input_dim: feature dim ``F``.
         seconds: utterance length the count is made on (attention makes MACs/s grow with length).
-        frames_per_second: feature frame rate (100 for a 10 ms hop).
+        frames_per_second: the features' frame rate (``FeatureSettings.frames_per_second``: 100 for a 10 ms hop).
     """
     mode = net.training
     net.eval()

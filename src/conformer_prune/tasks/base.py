@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from conformer_prune.callbacks.schedule import total_steps
+from conformer_prune.decoding.base import greedy_texts
 from conformer_prune.dropout.base import UnitDropout
 from conformer_prune.pruning.budget import ParamBudget
 from conformer_prune.tasks.metrics import CorpusErrorRate
@@ -121,7 +122,9 @@ class ASRTask(L.LightningModule):
         return self.net.loss(batch["features"], batch["feature_lens"], batch["tokens"], batch["token_lens"])
 
     def greedy_transcribe(self, batch: Batch) -> list[str]:
-        raise NotImplementedError
+        """Greedy transcripts of a batch (CTC best path, transducer greedy search: ``net.greedy_decode``)."""
+        out, lens = self.net(batch["features"], batch["feature_lens"])
+        return greedy_texts(self.net, out, lens, self.tokenizer)
 
     # -- training ------------------------------------------------------------------------------
     def on_fit_start(self) -> None:

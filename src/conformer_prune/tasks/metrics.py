@@ -3,29 +3,25 @@
 A corpus WER is ``Σ edits / Σ reference words`` over the whole set. Averaging per-rank WERs (what
 ``self.log(..., sync_dist=True)`` does with a float) weighs the ranks equally whatever their word counts,
 so :class:`CorpusErrorRate` keeps the two sums as torchmetrics states with ``dist_reduce_fx="sum"``:
-``compute()`` all-reduces them once and divides. The counts come from jiwer (``process_words`` /
-``process_characters``), the same alignment :func:`conformer_prune.evaluate.evaluate_net` scores with,
+``compute()`` all-reduces them once and divides. The counts come from :mod:`conformer_prune.wer`, the same
+counting :func:`conformer_prune.evaluate.evaluate_net` scores with,
 so a validation WER equals the WER of a single-process evaluation of the same weights and utterances.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-import jiwer
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-Unit = Literal["word", "char"]
+from conformer_prune.wer import Unit, utterance_edits
 
 
 def edit_counts(references: list[str], hypotheses: list[str], unit: Unit = "word") -> tuple[int, int]:
-    """``(substitutions + deletions + insertions, reference length)`` in words or characters (jiwer)."""
-    if not references:
-        return 0, 0
-    out = (jiwer.process_words if unit == "word" else jiwer.process_characters)(references, hypotheses)
-    return out.substitutions + out.deletions + out.insertions, out.substitutions + out.deletions + out.hits
+    """``(substitutions + deletions + insertions, reference length)`` in words or characters
+    (:func:`conformer_prune.wer.utterance_edits`, summed)."""
+    errors, lengths = utterance_edits(references, hypotheses, unit)
+    return sum(errors), sum(lengths)
 
 
 class CorpusErrorRate(Metric):

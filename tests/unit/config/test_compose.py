@@ -12,8 +12,9 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conformer_prune.config import ConfigError, validate
+from conformer_prune.cli.validate import ConfigError, validate
 from conformer_prune.dropout import UnitDropout
+from conformer_prune.sites import config_keys, kinds, site_kind
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 GROUPS = [
@@ -72,11 +73,10 @@ def test_every_option_composes_and_validates(group: str, option: str, tmp_path) 
 def test_dropout_option_reaches_every_site(strategy: str, tmp_path) -> None:
     cfg = compose_train([f"dropout={strategy}", "model/encoder=tiny", f"hydra.run.dir={tmp_path}"])
     enc = instantiate(cfg.model.net.encoder)
-    expected = {k: instantiate(cfg.dropout[k])(3).__class__ for k in ("ffn", "query", "value", "conv")}
+    expected = {k: instantiate(cfg.dropout[k])(3).__class__ for k in config_keys()}
     for site in enc.sites():
-        kind = "ffn" if site.kind.startswith("ffn") else site.kind
-        assert type(site.module) is expected[kind], site.name
-    assert sum(isinstance(m, UnitDropout) for m in enc.modules()) == len(enc.sites()) == 2 * 5
+        assert type(site.module) is expected[site_kind(site.kind).config_key], site.name
+    assert sum(isinstance(m, UnitDropout) for m in enc.modules()) == len(enc.sites()) == 2 * len(kinds())
 
 
 def test_unknown_key_and_unknown_option_fail_while_composing(tmp_path) -> None:

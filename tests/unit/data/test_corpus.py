@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 import soundfile as sf
 from omegaconf import OmegaConf
 
-from conformer_prune.data import corpus as corpus_module
+import conformer_prune
 from conformer_prune.data.corpus import (
     CORPUS_SUBSETS,
     ESPEAK_VARIANTS,
@@ -38,11 +39,13 @@ from conformer_prune.data.corpus import (
     resample_fft,
     resolve_engines,
 )
+from conformer_prune.data.corpus import build as corpus_build
+from conformer_prune.data.corpus import engines as corpus_engines
 from conformer_prune.data.datamodule import LibriSpeechDataModule
 from conformer_prune.data.librispeech import read_subsets
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
-RESOURCES = Path(corpus_module.__file__).resolve().parents[1] / "resources"
+RESOURCES = Path(conformer_prune.__file__).resolve().parent / "resources"
 TINY = {"train_minutes": 0.3, "eval_minutes": 0.1, "train_speakers": 2, "eval_speakers": 1, "chapters_per_speaker": 1}
 
 
@@ -213,14 +216,14 @@ def test_corpus_id_follows_the_settings() -> None:
 
 def _fake_flite(monkeypatch) -> None:
     """flite "installed" for the resolver (nothing may synthesise with it)."""
-    real = corpus_module.engine_versions
+    real = corpus_engines.engine_versions
 
     def versions(engines):
         engines = list(engines)
         return {**real([e for e in engines if e != "flite"]), **({"flite": "2.2"} if "flite" in engines else {})}
 
-    monkeypatch.setattr(corpus_module, "flite_available", lambda: True)
-    monkeypatch.setattr(corpus_module, "engine_versions", versions)
+    monkeypatch.setattr(corpus_engines, "flite_available", lambda: True)  # what resolve_engines asks
+    monkeypatch.setattr(corpus_build, "engine_versions", versions)  # what a corpus id is made of
 
 
 def test_auto_means_what_it_resolved_to_when_the_corpus_was_made(tiny_corpus: Path, tmp_path: Path, monkeypatch):
@@ -266,7 +269,7 @@ def test_regeneration_hint_names_the_engines_and_what_is_missing(tiny_corpus: Pa
     assert audio_and_text(tmp_path / "x" / "LibriSpeech") == audio_and_text(tiny_corpus)
 
     with_flite = {**manifest, "engines": {**manifest["engines"], "flite": "2.2"}}
-    monkeypatch.setattr(corpus_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     hint = regeneration_hint(with_flite, tmp_path / "y")
     assert "engines=[espeak,flite]" in hint and "cannot be reproduced here: flite is not installed" in hint
     older = {**manifest, "engines": {"espeak": "1.40"}}
@@ -280,7 +283,7 @@ def test_config_errors_name_the_key(monkeypatch) -> None:
         CorpusConfig(engines=("espeak", "festival"))
     with pytest.raises(ValueError, match="train_speakers"):
         CorpusConfig(train_speakers=0)
-    monkeypatch.setattr(corpus_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert resolve_engines("auto") == ["espeak"]
     with pytest.raises(ValueError, match="apt-get install flite"):
         resolve_engines(["espeak", "flite"])
@@ -312,7 +315,7 @@ def test_fft_resampling_keeps_a_tone() -> None:
     t = np.arange(22050) / 22050
     tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
     for warp in (WARP_GRID[0], WARP_GRID[len(WARP_GRID) // 2], WARP_GRID[-1]):
-        y = resample_fft(tone, corpus_module.Fraction(16000, 22050) / warp)
+        y = resample_fft(tone, Fraction(16000, 22050) / warp)
         assert abs(len(y) - 16000 / float(warp)) <= 1
         peak = np.argmax(np.abs(np.fft.rfft(y))) * 16000 / len(y)
         assert peak == pytest.approx(440 * float(warp), abs=2)

@@ -143,7 +143,7 @@ def test_check_of_an_embedded_corpus_not_made_yet(tmp_path: Path, monkeypatch) -
         LibriSpeechDataModule(root=str(tmp_path / "e"), corpus=corpus, train_subsets=["train-clean-360"]).check()
     with pytest.raises(DataError, match="no embedded corpus with the settings of data.corpus.*make_corpus.py"):
         dm.check("evaluate", generate=False)
-    monkeypatch.setattr("conformer_prune.data.corpus.shutil.which", lambda name: None)
+    monkeypatch.setattr("conformer_prune.data.corpus.engines.shutil.which", lambda name: None)
     named = LibriSpeechDataModule(root=str(tmp_path / "e"), corpus={**corpus, "engines": ["espeak", "flite"]})
     with pytest.raises(ValueError, match="flite is not on PATH: apt-get install flite"):
         named.check("fit")

@@ -93,3 +93,14 @@ def test_extractor_resamples_downmixes_and_round_trips_config(tiny_librispeech: 
     assert config["cmvn"]["mean"] == pytest.approx(fx.cmvn.mean.tolist())
     with pytest.raises(ValueError, match="n_mels"):
         FeatureExtractor.from_config({**config, "n_mels": 40})
+
+
+def test_the_frame_rate_follows_the_hop() -> None:
+    """What MACs per second and real-time factors divide by comes from the features, not a constant."""
+    from conformer_prune.data.features import FeatureSettings
+
+    assert FeatureSettings().frames_per_second == 100.0
+    coarse = FeatureExtractor(FeatureSettings(hop_ms=20.0))
+    assert coarse.frames_per_second == 50.0
+    assert FeatureSettings.of(coarse.config()) == coarse.settings  # the config records what rebuilds it
+    assert coarse.raw(torch.zeros(16000)).shape[0] == 16000 // 320 + 1

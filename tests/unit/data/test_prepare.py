@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conformer_prune.data.librispeech import (
-    LIBRISPEECH_MD5,
-    download_file,
-    download_subsets,
-    prepare_from_config,
-    read_subsets,
-)
+from conformer_prune.data.download import LIBRISPEECH_MD5, download_file, download_subsets, prepare_from_config
+from conformer_prune.data.librispeech import read_subsets
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 

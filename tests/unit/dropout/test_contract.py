@@ -3,22 +3,62 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 import torch
 
-from conformer_prune.dropout import AdaptiveDropout, HardConcreteGate, NoDropout, StandardDropout, UnitDropout
-from conformer_prune.dropout.fixed_mask import FixedMaskDropout
+from conformer_prune.dropout import (
+    AdaptiveDropout,
+    NoDropout,
+    StandardDropout,
+    TargetScheduled,
+    TemperatureScheduled,
+    UnitDropout,
+)
+from conformer_prune.sites import config_keys
+
+CONF = Path(__file__).resolve().parents[3] / "conf"
+
+
+def shipped_strategies() -> dict[str, functools.partial]:
+    """Every distinct strategy factory of every ``conf/dropout`` option, as the training config builds it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    found: dict[str, functools.partial] = {}
+    for option in sorted(p.stem for p in (CONF / "dropout").glob("*.yaml")):
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=[f"dropout={option}"])
+        for key in config_keys():
+            factory = instantiate(cfg.dropout[key])
+            name = f"{option}.{key}"
+            if not any(f.func is factory.func and f.keywords == factory.keywords for f in found.values()):
+                found[name] = factory
+    return found
+
 
 STRATEGIES = {
-    "none": NoDropout,
-    "standard": functools.partial(StandardDropout, drop_prob=0.3),
-    "adaptive": AdaptiveDropout,
+    **shipped_strategies(),
+    # settings the options do not ship, each a separate code path
     "adaptive_st_utt": functools.partial(AdaptiveDropout, straight_through=True, noise="utterance"),
-    "adaptive_inverted_hard": functools.partial(AdaptiveDropout, inverted=True, eval_mode="hard"),
-    "hard_concrete": HardConcreteGate,
-    "fixed_mask": functools.partial(FixedMaskDropout, drop_prob=0.3),
+    "adaptive_element_inverted_hard": functools.partial(
+        AdaptiveDropout, noise="element", inverted=True, eval_mode="hard"
+    ),
+    "standard_p0.3": functools.partial(StandardDropout, drop_prob=0.3),
 }
+
+
+def test_every_strategy_class_of_the_package_ships_with_a_config_option() -> None:
+    """A new strategy is one class + one conf/dropout YAML: the battery then runs on it from that YAML."""
+    import conformer_prune.dropout as package
+
+    def subclasses(cls: type) -> set[type]:
+        return {c for sub in cls.__subclasses__() for c in {sub, *subclasses(sub)}}
+
+    ours = {c for c in subclasses(UnitDropout) if c.__module__.startswith(package.__name__)}
+    shipped = {f.func for f in shipped_strategies().values()}
+    assert ours <= shipped, sorted(c.__name__ for c in ours - shipped)
 
 
 @pytest.fixture(params=list(STRATEGIES), ids=list(STRATEGIES))
@@ -47,11 +87,21 @@ def test_penalty_is_a_finite_scalar(make) -> None:
 
 
 def test_state_dict_round_trips(make) -> None:
+    """Every parameter and buffer is randomised (a fixed mask too), then the schedules set on both copies as the
+    schedule callbacks do each step: any other state that does not travel in the state dict shows in the gate."""
     a, b = make(7), make(7)
+    gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for p in a.parameters():
-            p.uniform_(-3, 3)
+        for tensor in [*a.parameters(), *a.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 2 + (0.1 if tensor.dim() == 0 else -1))
     b.load_state_dict(a.state_dict())
+    for site in (a, b):
+        if isinstance(site, TemperatureScheduled):
+            site.set_temperature(0.5)
+        if isinstance(site, TargetScheduled):
+            site.set_target(-1.0)
+    torch.testing.assert_close(a.eval_gate(), b.eval_gate())
     x = torch.randn(2, 7)
     torch.testing.assert_close(a.eval()(x), b.eval()(x))
 
@@ -73,7 +123,7 @@ def test_mask_like_is_what_forward_applies(make) -> None:
     y = site(x)
     torch.manual_seed(1)
     if isinstance(site, StandardDropout):  # F.dropout draws differently; check the distribution only
-        assert ((y == 0) | torch.isclose(y, x / 0.7)).all()
+        assert ((y == 0) | torch.isclose(y, x / (1 - site.drop_prob))).all()
     else:
         torch.testing.assert_close(y, x * site.mask_like(x))
 

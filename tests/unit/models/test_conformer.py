@@ -9,8 +9,9 @@ import torch
 
 from conformer_prune.dropout import AdaptiveDropout, NoDropout, StandardDropout
 from conformer_prune.models.attention import rel_shift, relative_positions
-from conformer_prune.models.conformer import SITE_KINDS, ConformerEncoder
+from conformer_prune.models.conformer import ConformerEncoder
 from conformer_prune.models.subsampling import subsampled_lengths
+from conformer_prune.sites import dense_layer_widths, kinds, site_kinds, total_width
 
 
 def tiny_encoder(**kw) -> ConformerEncoder:
@@ -49,7 +50,7 @@ def test_relative_positions_are_independent_of_length() -> None:
 
 @pytest.mark.parametrize("strategy", [NoDropout, AdaptiveDropout])
 def test_padding_does_not_change_an_utterances_output(strategy) -> None:
-    enc = tiny_encoder(ffn_dropout=strategy, query_dropout=strategy, value_dropout=strategy, conv_dropout=strategy)
+    enc = tiny_encoder(**{spec.dropout_arg: strategy for spec in site_kinds()})
     enc.eval()
     x = torch.randn(1, 37, 20)
     alone, alone_lens = enc(x, torch.tensor([37]))
@@ -77,14 +78,13 @@ def test_every_site_gets_the_configured_strategy_and_width(factory, cls) -> None
         d_ff=40,
         kernel_size=5,
         subsampling_channels=4,
-        ffn_dropout=factory,
-        query_dropout=factory,
-        value_dropout=factory,
-        conv_dropout=factory,
+        **{spec.dropout_arg: factory for spec in site_kinds()},
     )
     sites = enc.sites()
-    assert len(sites) == 3 * len(SITE_KINDS)  # num_layers x (2 FFN + query + value + conv)
-    widths = {"ffn1": 40, "ffn2": 40, "query": 16, "value": 16, "conv": 16}
+    assert len(sites) == 3 * len(kinds())  # num_layers x every registered site kind
+    dense = dense_layer_widths({"d_model": 16, "num_heads": 4, "d_ff": 40})
+    widths = {spec.kind: total_width(dense[spec.width_key]) for spec in site_kinds()}
+    assert widths == {"ffn1": 40, "query": 16, "value": 16, "conv": 16, "ffn2": 40}  # the built-in sites
     for site in sites:
         assert type(site.module) is cls, site.name
         assert site.module.num_units == widths[site.kind], site.name

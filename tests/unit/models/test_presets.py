@@ -10,8 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from conformer_prune.cli.summarize import vocab_size_of
 from conformer_prune.pruning.compact import count_params
-from conformer_prune.summarize import vocab_size_of
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conformer_prune.inference import instantiate_node
+from conformer_prune.checkpoint import instantiate_node
 from conformer_prune.pruning.compact import encoder_of, retention_summary
 from tests.helpers import STANDARD, net_config
 

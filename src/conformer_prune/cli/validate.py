@@ -38,6 +38,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from conformer_prune.errors import UserError, full_error, report_user_error, user_error
+from conformer_prune.sites import config_keys
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _describe(tp: Any) -> str:
 
 def _signature(target: str) -> tuple[inspect.Signature, dict[str, Any]] | None:
     """Signature and resolved type hints of the callable named by ``target`` (``None`` if unknown)."""
-    from conformer_prune.inference import resolve_target
+    from conformer_prune.checkpoint import resolve_target
 
     try:
         fn = resolve_target(target, allowed_prefixes=None)
@@ -263,7 +264,7 @@ def _check_run_keys(cfg: DictConfig) -> None:
 
 
 def _head_kind(net_target: str) -> str | None:
-    from conformer_prune.inference import resolve_target
+    from conformer_prune.checkpoint import resolve_target
     from conformer_prune.models.ctc import CTCModel
     from conformer_prune.models.transducer import TransducerModel
 
@@ -280,7 +281,7 @@ def _head_kind(net_target: str) -> str | None:
 
 def _check_decoding(cfg: DictConfig) -> None:
     """The decoders of ``decoding`` decode the head of ``model.net`` (a CTC decoder on a transducer fails)."""
-    from conformer_prune.inference import resolve_target
+    from conformer_prune.checkpoint import resolve_target
 
     net_target = OmegaConf.select(cfg, "model.net._target_")
     decoding = OmegaConf.select(cfg, "decoding")
@@ -307,7 +308,7 @@ def _check_decoding(cfg: DictConfig) -> None:
 
 
 def _callback_targets(cfg: DictConfig) -> list[tuple[str, Any]]:
-    from conformer_prune.inference import resolve_target
+    from conformer_prune.checkpoint import resolve_target
 
     found = []
     for name, node in (cfg.get("callbacks") or {}).items():
@@ -335,7 +336,7 @@ def _check_contradictions(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Check a composed config (no files read); raise :class:`ConfigError` naming the bad key."""
     check_types(cfg)
-    for site in ("ffn", "query", "value", "conv"):
+    for site in config_keys():
         if OmegaConf.select(cfg, f"dropout.{site}") is not None:
             _check(f"dropout.{site}", lambda site=site: instantiate(cfg.dropout[site])(4))
     for key in ("pruning.target", "pruning.temperature"):
@@ -413,7 +414,7 @@ def check_resume_checkpoint(cfg: DictConfig) -> None:
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path or OmegaConf.select(cfg, "model.net") is None:
         return
-    from conformer_prune.export import read_checkpoint
+    from conformer_prune.checkpoint import net_state, read_checkpoint
 
     file = Path(str(ckpt_path)).expanduser()
     try:
@@ -434,7 +435,7 @@ def check_resume_checkpoint(cfg: DictConfig) -> None:
             configured = instantiate(net_cfg).state_dict()
     except Exception:  # noqa: BLE001 - validate() reports an unbuildable model with its key
         return
-    weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    weights = net_state(ckpt)
     missing = sorted(set(configured) - set(weights))
     unexpected = sorted(set(weights) - set(configured))
     reshaped = [k for k in configured if k in weights and tuple(configured[k].shape) != tuple(weights[k].shape)]
@@ -485,7 +486,8 @@ def validate_files(cfg: DictConfig, run_dir: Path | None = None) -> None:
 
 def validate_export(cfg: DictConfig) -> None:
     """``scripts/export.py``: the checkpoint is readable and ``out_dir`` may be written (before any output)."""
-    from conformer_prune.export import check_export_args, read_checkpoint
+    from conformer_prune.checkpoint import read_checkpoint
+    from conformer_prune.export import check_export_args
 
     out_dir = OmegaConf.select(cfg, "out_dir", throw_on_resolution_failure=False)
     for key, kind in (("threshold", float), ("atol", float), ("verify_batches", int)):
@@ -508,7 +510,7 @@ def validate_export(cfg: DictConfig) -> None:
 
 def validate_evaluate(cfg: DictConfig) -> None:
     """``scripts/evaluate.py``: ``model_path`` points at a checkpoint, an export or a run (before any output)."""
-    from conformer_prune.evaluation_cli import locate_model
+    from conformer_prune.rundir import locate_model
 
     for key in ("max_batches", "threads"):
         _number(cfg, key, int, low=1)

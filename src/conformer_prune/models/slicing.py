@@ -1,4 +1,7 @@
-"""Slice ``nn.Linear`` / depthwise ``nn.Conv1d`` / norms by kept unit index.
+"""Slice ``nn.Linear`` / depthwise ``nn.Conv1d`` / norms by kept unit index (what every site's ``compact_`` uses).
+
+Here, not in ``pruning/``: the models slice their own weights and ``pruning/`` imports ``models/``, so the
+helpers live where both can use them without a package cycle.
 
 Each function returns a new module holding copies of the kept rows/columns (optionally scaled), in
 the same train/eval mode as the original. ``keep`` is a 1-D bool mask or an index tensor.

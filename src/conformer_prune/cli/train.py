@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from conformer_prune.decoders import build_decoders
+from conformer_prune.cli.decoders import build_decoders
 from conformer_prune.distributed import resolve_eval_device, run_on_global_zero
 from conformer_prune.errors import UserError, user_error
 from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE, evaluate_net, flatten_results, split_utterance_errors
@@ -175,6 +176,7 @@ def _evaluate_and_export(
         {s: datamodule.eval_dataloader(s) for s in subsets},
         decoders,
         max_batches=cfg.get("eval_max_batches"),
+        frames_per_second=datamodule.feature_extractor.frames_per_second,
     )
     (out_dir / UTTERANCE_ERRORS_FILE).write_text(json.dumps(split_utterance_errors(per_subset)))
     net = net.cpu()
@@ -196,9 +198,54 @@ def _evaluate_and_export(
     if retention:
         results["retention"] = retention
     input_dim = int(task.hparams["net_config"]["encoder"].get("input_dim", 80))
-    results["macs_per_second"] = {"dense": round(macs_per_second(net, input_dim))}
+    frames_per_second = datamodule.feature_extractor.frames_per_second
+    results["macs_per_second"] = {"dense": round(macs_per_second(net, input_dim, frames_per_second=frames_per_second))}
     if cfg.get("export") and evaluated:
         _export(evaluated, out_dir, datamodule, results)
     _write_results(out_dir, results)
     print_summary(train_summary(results, out_dir))
     return results
+
+
+# -- what scripts/train.py returns to a sweeper ----------------------------------------------------------
+def results_value(results: Mapping[str, Any], path: str) -> float:
+    """The number at ``path`` in a ``results.json`` mapping: ``cer/test-clean``, ``params/compacted_total``...
+
+    Raises:
+        ValueError: ``path`` does not lead to a number (the message names ``objective`` and what is there).
+    """
+    node: Any = results
+    walked: list[str] = []
+    for key in str(path).split("/"):
+        if not isinstance(node, Mapping) or key not in node:
+            here = sorted(node) if isinstance(node, Mapping) else []
+            raise ValueError(
+                f"objective={path}: results.json has no {'/'.join([*walked, key])!r}; "
+                f"keys at {'/'.join(walked) or 'the top'}: {here}"
+            )
+        node, walked = node[key], [*walked, key]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        raise ValueError(f"objective={path}: results.json holds {node!r} there, not a number")
+    return float(node)
+
+
+def sweep_objective(results: Mapping[str, Any], cfg: Any) -> float | None:
+    """What ``scripts/train.py`` returns to a sweeper (Optuna minimises it), from ``results.json``.
+
+    ``results[<objective path>]`` (config key ``objective``, e.g. ``wer/dev-clean``; ``None`` when it is null,
+    or on a DDP rank other than zero, which has no results), plus, with ``optimize.param_budget`` set
+    (``conf/hparams_search/optuna_alpha.yaml``), ``optimize.over_budget_weight · max(0, params / budget − 1)``
+    with ``params`` the compacted total (the dense total if the run was not exported).
+
+    Raises:
+        ValueError: the objective is not a number in ``results`` (see :func:`results_value`).
+    """
+    path = cfg.get("objective")
+    if not path or not results:
+        return None
+    objective = results_value(results, str(path))
+    opt = cfg.get("optimize") or {}
+    if opt.get("param_budget"):
+        params = results["params"].get("compacted_total", results["params"]["total"])
+        objective += float(opt.get("over_budget_weight", 1.0)) * max(0.0, params / float(opt["param_budget"]) - 1.0)
+    return objective

@@ -29,11 +29,12 @@ def vocab_size_of(cfg: DictConfig) -> int:
     """``cfg.vocab_size``, else the vocabulary the configured tokenizer (``data.tokenizer``) will have."""
     if cfg.get("vocab_size") is not None:
         return int(cfg.vocab_size)
-    from conformer_prune.data.datamodule import TOKENIZER_DEFAULTS
-    from conformer_prune.data.tokenizer import planned_vocab_size
+    from dataclasses import asdict
+
+    from conformer_prune.data.tokenizer import TokenizerSettings, planned_vocab_size
 
     given = OmegaConf.select(cfg, "data.tokenizer") or {}
-    settings = {**TOKENIZER_DEFAULTS, **OmegaConf.to_container(given, resolve=True)}
+    settings = {**asdict(TokenizerSettings()), **OmegaConf.to_container(given, resolve=True)}
     return planned_vocab_size(settings["model_type"], int(settings["vocab_size"]), settings["alphabet"])
 
 

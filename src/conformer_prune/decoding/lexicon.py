@@ -1,19 +1,9 @@
-"""Text decoders for CTC outputs, built from a tokenizer.
+"""Lexicon-constrained CTC beam search with a word n-gram LM (flashlight, via torchaudio).
 
-Each decoder is a callable ``decoder(log_probs (B, T, V) float CPU, lens (B,)) -> list[str]`` whose
-constructor takes plain, config-friendly arguments (Hydra ``_target_`` + ``_partial_: true`` with the
-tokenizer passed at call time):
-
-* :class:`GreedyCTCDecoder`: best path (argmax, merge repeats, drop blanks).
-* :class:`PrefixBeamCTCDecoder`: CTC prefix beam search without a language model
-  (:func:`ctc_prefix_beam_search`, Hannun et al. 2014, "First-pass LVCSR with bi-directional RNNs").
-* :class:`LexiconLMCTCDecoder`: flashlight's lexicon-constrained beam search
-  (``torchaudio.models.decoder.ctc_decoder``, needs ``flashlight-text``) with a word n-gram model in
-  ARPA format, read by the KenLM bundled in flashlight-text, or by :mod:`conformer_prune.models.lm`
-  when that KenLM is missing.
-
-The tokenizer contract (``conformer_prune.data.tokenizer.Tokenizer``): ``pieces`` (id -> piece,
-``pieces[0]`` is the blank), ``decode(ids) -> str``, ``word_boundary_piece`` (``"▁"``), ``spell(word)``.
+:class:`LexiconLMCTCDecoder` follows the decoder protocol (:mod:`conformer_prune.decoding.base`). It runs
+flashlight's lexicon beam search (``torchaudio.models.decoder.ctc_decoder``, needs ``flashlight-text``) with a
+word n-gram model in ARPA format, read by the KenLM bundled in flashlight-text, or by
+:mod:`conformer_prune.decoding.lm` when that KenLM is missing.
 
 Shapes: ``B`` batch, ``T`` frames, ``V`` vocab.
 """
@@ -26,148 +16,16 @@ import tempfile
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import numpy as np
-from torch import Tensor
+from torch import Tensor, nn
 
 from conformer_prune.console import quiet_fds
-from conformer_prune.models.ctc import ctc_greedy_ids
-from conformer_prune.models.lm import BOS, EOS, UNK, arpa_unigrams, read_arpa
+from conformer_prune.decoding.base import TextTokenizer
+from conformer_prune.decoding.ctc import ctc_inputs
+from conformer_prune.decoding.lm import BOS, EOS, UNK, arpa_unigrams, read_arpa
 
 log = logging.getLogger(__name__)
-
-
-class TextTokenizer(Protocol):
-    """What the decoders need from a tokenizer."""
-
-    pieces: list[str]
-    word_boundary_piece: str
-
-    def decode(self, ids: list[int]) -> str: ...
-
-    def spell(self, word: str) -> list[str]: ...
-
-
-def _check_inputs(log_probs: Tensor, lens: Tensor) -> None:
-    if log_probs.dim() != 3:
-        raise ValueError(f"CTC decoder: log_probs must be (B, T, V), got shape {tuple(log_probs.shape)}")
-    if lens.shape != (log_probs.size(0),):
-        raise ValueError(f"CTC decoder: lens must be (B,)=({log_probs.size(0)},), got {tuple(lens.shape)}")
-
-
-class GreedyCTCDecoder:
-    """Best-path decoding to text.
-
-    Args:
-        tokenizer: see the module docstring.
-        blank: blank id.
-    """
-
-    decodes = "ctc"  # the head it decodes (checked against model.net before training)
-
-    def __init__(self, tokenizer: TextTokenizer, blank: int = 0) -> None:
-        self.tokenizer = tokenizer
-        self.blank = blank
-
-    def __call__(self, log_probs: Tensor, lens: Tensor) -> list[str]:
-        """``(B, T, V), (B,) -> B`` transcripts."""
-        _check_inputs(log_probs, lens)
-        return [self.tokenizer.decode(ids) for ids in ctc_greedy_ids(log_probs, lens, self.blank)]
-
-
-class PrefixBeamCTCDecoder:
-    """CTC prefix beam search (no language model) to text.
-
-    Args:
-        tokenizer: see the module docstring.
-        beam_size: prefixes kept per frame.
-        blank: blank id.
-        beam_size_token: per frame, extend prefixes only with this many most likely tokens
-            (``None``: all tokens).
-    """
-
-    decodes = "ctc"  # the head it decodes (checked against model.net before training)
-
-    def __init__(
-        self, tokenizer: TextTokenizer, beam_size: int = 8, blank: int = 0, beam_size_token: int | None = None
-    ) -> None:
-        if beam_size < 1:
-            raise ValueError(f"PrefixBeamCTCDecoder: beam_size must be >= 1, got {beam_size}")
-        if beam_size_token is not None and beam_size_token < 1:
-            raise ValueError(f"PrefixBeamCTCDecoder: beam_size_token must be >= 1 or None, got {beam_size_token}")
-        self.tokenizer = tokenizer
-        self.beam_size = beam_size
-        self.blank = blank
-        self.beam_size_token = beam_size_token
-
-    def __call__(self, log_probs: Tensor, lens: Tensor) -> list[str]:
-        """``(B, T, V), (B,) -> B`` transcripts."""
-        _check_inputs(log_probs, lens)
-        out = []
-        for b, n in enumerate(lens.tolist()):
-            nbest = ctc_prefix_beam_search(log_probs[b, : int(n)], self.beam_size, self.blank, self.beam_size_token)
-            out.append(self.tokenizer.decode(nbest[0][0]))
-        return out
-
-
-def ctc_prefix_beam_search(
-    log_probs: Tensor, beam_size: int = 8, blank: int = 0, beam_size_token: int | None = None
-) -> list[tuple[list[int], float]]:
-    """CTC prefix beam search over one utterance.
-
-    Each prefix carries two log-probabilities summed over all alignments of the frames so far that
-    collapse to it: ending in blank (``pb``) and ending in its last label (``pnb``). Per frame a prefix
-    stays (blank, or a repeat of its last label) or is extended by a label (after a blank when the label
-    equals its last one); extensions that land on a prefix already in the beam are merged into it. The
-    ``beam_size`` most probable prefixes survive each frame. With a beam at least as large as the
-    number of distinct prefixes the scores are exact: ``log P(prefix | x)`` summed over all alignments.
-
-    Args:
-        log_probs: ``(T, V)`` log-probabilities.
-        beam_size: prefixes kept per frame.
-        blank: blank id.
-        beam_size_token: extend only with this many most likely labels per frame (``None``: all).
-
-    Returns:
-        Up to ``beam_size`` ``(label ids, log probability)`` pairs, best first.
-    """
-    lp = log_probs.detach().float().cpu().numpy()  # (T, V)
-    T, V = lp.shape
-    labels = np.array([v for v in range(V) if v != blank])
-    n_tokens = len(labels) if beam_size_token is None else min(beam_size_token, len(labels))
-    prefixes: list[tuple[int, ...]] = [()]
-    pb = np.zeros(1)  # (K,) log P(prefix, ending in blank)
-    pnb = np.full(1, -np.inf)  # (K,) log P(prefix, ending in its last label)
-    for t in range(T):
-        row = lp[t]
-        tokens = labels if n_tokens == len(labels) else labels[np.argpartition(-row[labels], n_tokens - 1)[:n_tokens]]
-        total = np.logaddexp(pb, pnb)  # (K,)
-        last = np.array([p[-1] if p else -1 for p in prefixes])  # (K,)
-        # stay: a blank, or a repeat of the last label (collapses onto the same prefix)
-        stay_b = total + row[blank]
-        stay_nb = np.where(last >= 0, pnb + row[np.maximum(last, 0)], -np.inf)
-        # extend by each token: after a blank only when it repeats the last label
-        ext = np.where(tokens[None, :] == last[:, None], pb[:, None], total[:, None]) + row[tokens][None, :]  # (K, N)
-        index = {p: k for k, p in enumerate(prefixes)}
-        col = {int(tok): j for j, tok in enumerate(tokens)}
-        for k, p in enumerate(prefixes):  # extensions that reproduce a prefix in the beam: merge into it
-            parent = index.get(p[:-1]) if p else None
-            if parent is not None and p[-1] in col:
-                stay_nb[k] = np.logaddexp(stay_nb[k], ext[parent, col[p[-1]]])
-                ext[parent, col[p[-1]]] = -np.inf
-        flat = ext.ravel()
-        n_new = min(beam_size, flat.size)
-        top = np.argpartition(-flat, n_new - 1)[:n_new]
-        top = top[np.isfinite(flat[top])]
-        cand_prefixes = prefixes + [(*prefixes[i // len(tokens)], int(tokens[i % len(tokens)])) for i in top]
-        cand_pb = np.concatenate([stay_b, np.full(len(top), -np.inf)])
-        cand_pnb = np.concatenate([stay_nb, flat[top]])
-        order = np.argsort(-np.logaddexp(cand_pb, cand_pnb), kind="stable")[:beam_size]
-        prefixes = [cand_prefixes[i] for i in order]
-        pb, pnb = cand_pb[order], cand_pnb[order]
-    scores = np.logaddexp(pb, pnb)
-    return [(list(p), float(s)) for p, s in zip(prefixes, scores)]
 
 
 class LexiconLMCTCDecoder:
@@ -182,7 +40,7 @@ class LexiconLMCTCDecoder:
     Args:
         tokenizer: see the module docstring.
         lm_path: ARPA file of a word n-gram model (e.g. written by
-            :func:`conformer_prune.models.lm.train_ngram_lm`), or ``None`` for lexicon-only decoding.
+            :func:`conformer_prune.decoding.lm.train_ngram_lm`), or ``None`` for lexicon-only decoding.
         lexicon_words: the words the decoder may output: a list, or a path to a text file whose
             whitespace-separated words are taken (a word list or transcripts). ``None``: the LM's unigrams.
         beam_size: hypotheses kept per frame.
@@ -195,7 +53,7 @@ class LexiconLMCTCDecoder:
         log_add: merge hypotheses by log-add (``True``) or max (``False``).
         blank: blank id.
         lm_backend: ``"kenlm"`` (flashlight-text's bundled KenLM reads the ARPA file), ``"python"``
-            (:mod:`conformer_prune.models.lm` behind torchaudio's ``CTCDecoderLM``), or ``"auto"``
+            (:mod:`conformer_prune.decoding.lm` behind torchaudio's ``CTCDecoderLM``), or ``"auto"``
             (KenLM when bundled, else Python).
     """
 
@@ -303,12 +161,12 @@ class LexiconLMCTCDecoder:
             return False
         return True
 
-    def __call__(self, log_probs: Tensor, lens: Tensor) -> list[str]:
-        """``(B, T, V), (B,) -> B`` transcripts (lexicon words joined by single spaces)."""
-        _check_inputs(log_probs, lens)
+    def __call__(self, net: nn.Module | None, log_probs: Tensor, lens: Tensor) -> list[str]:
+        """``(B, T, V), (B,) -> B`` transcripts, lexicon words joined by single spaces (``net`` is not needed)."""
+        log_probs, lens = ctc_inputs(log_probs, lens)
         if self._decoder is None:
             self._decoder = self._build()
-        hyps = self._decoder(log_probs.detach().float().cpu().contiguous(), lens.detach().cpu().long())
+        hyps = self._decoder(log_probs.contiguous(), lens.long())
         return [" ".join(nbest[0].words) if nbest else "" for nbest in hyps]
 
 
@@ -331,7 +189,7 @@ def _load_words(lexicon_words: Sequence[str] | str | PathLike[str] | None, lm_pa
 
 
 def _make_python_decoder_lm(lm_path: str, words: list[str]) -> Any:
-    """A torchaudio ``CTCDecoderLM`` scoring words with :func:`conformer_prune.models.lm.read_arpa`.
+    """A torchaudio ``CTCDecoderLM`` scoring words with :func:`conformer_prune.decoding.lm.read_arpa`.
 
     Scores are log10 probabilities, like flashlight's KenLM, so ``lm_weight`` means the same for both
     backends. LM states are canonical per (truncated) history, so flashlight merges hypotheses whose

@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from conformer_prune.inference import Decoder
+from conformer_prune.checkpoint import upgrade_targets
+from conformer_prune.decoding.base import Decoder
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def build_decoders(
         extra = {"lm_path": str(lm_files[0]), "lexicon_words": str(lm_files[1])}
         log.info("word LM and lexicon of the run: %s, %s", *lm_files)
     elif cfg.get("lm"):
-        from conformer_prune.models.lm import train_ngram_lm
+        from conformer_prune.decoding.lm import train_ngram_lm
 
         words = sorted({w for text in train_texts for w in text.split()})
         arpa = Path(work_dir) / "lm.arpa"
@@ -44,8 +45,12 @@ def build_decoders(
             len(words),
             len(train_texts),
         )
+
+    def build(node: DictConfig) -> Decoder:  # a run config of an older version may name a moved decoder
+        return instantiate(upgrade_targets(OmegaConf.to_container(node, resolve=True)))
+
     decoders = {
-        "greedy": instantiate(cfg.greedy)(tokenizer=tokenizer),
-        "default": instantiate(cfg.default)(tokenizer=tokenizer, **extra),
+        "greedy": build(cfg.greedy)(tokenizer=tokenizer),
+        "default": build(cfg.default)(tokenizer=tokenizer, **extra),
     }
     return decoders, str(cfg.name)

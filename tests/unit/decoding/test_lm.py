@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformer_prune.models.lm import BOS, EOS, UNK, arpa_unigrams, read_arpa, train_ngram_lm
+from conformer_prune.decoding.lm import BOS, EOS, UNK, arpa_unigrams, read_arpa, train_ngram_lm
 
 CORPUS = [
     "the cat sat on the mat",

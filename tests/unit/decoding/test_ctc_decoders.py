@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conformer_prune.models.decoding import (
+from conformer_prune.decoding import (
     GreedyCTCDecoder,
     LexiconLMCTCDecoder,
     PrefixBeamCTCDecoder,
     ctc_prefix_beam_search,
 )
-from conformer_prune.models.lm import train_ngram_lm
+from conformer_prune.decoding.lm import train_ngram_lm
 
 BOUNDARY = "\u2581"
 
@@ -58,7 +58,7 @@ def test_greedy_decoder_gives_the_text() -> None:
     tok = CharTokenizer()
     lp = torch.stack([emissions(tok, "the cat"), emissions(tok, "the cat")])
     lens = torch.tensor([lp.size(1), 8])  # the second stops after "▁the"
-    assert GreedyCTCDecoder(tok)(lp, lens) == ["the cat", "the"]
+    assert GreedyCTCDecoder(tok)(None, lp, lens) == ["the cat", "the"]
 
 
 def brute_force(log_probs: torch.Tensor, blank: int = 0) -> dict[tuple[int, ...], float]:
@@ -99,18 +99,18 @@ def test_prefix_beam_equals_greedy_on_peaked_inputs(seed: int) -> None:
     best = torch.randint(0, V, (B, T))
     log_probs = (torch.randn(B, T, V) + 12 * torch.nn.functional.one_hot(best, V)).log_softmax(-1)
     lens = torch.tensor([30, 17, 1])
-    greedy = GreedyCTCDecoder(tok)(log_probs, lens)
-    assert PrefixBeamCTCDecoder(tok, beam_size=8)(log_probs, lens) == greedy
-    assert PrefixBeamCTCDecoder(tok, beam_size=4, beam_size_token=3)(log_probs, lens) == greedy
+    greedy = GreedyCTCDecoder(tok)(None, log_probs, lens)
+    assert PrefixBeamCTCDecoder(tok, beam_size=8)(None, log_probs, lens) == greedy
+    assert PrefixBeamCTCDecoder(tok, beam_size=4, beam_size_token=3)(None, log_probs, lens) == greedy
 
 
 def test_lexicon_decoder_only_outputs_lexicon_words() -> None:
     tok = CharTokenizer()
     lp = emissions(tok, "the cat sat", {6: ("x", 0.5)})[None]  # "a" of "cat": 0.48, "x": 0.5
     lens = torch.tensor([lp.size(1)])
-    assert GreedyCTCDecoder(tok)(lp, lens) == ["the cxt sat"]
+    assert GreedyCTCDecoder(tok)(None, lp, lens) == ["the cxt sat"]
     decoder = LexiconLMCTCDecoder(tok, lexicon_words=["the", "cat", "sat", "on", "mat"])
-    assert decoder(lp, lens) == ["the cat sat"]
+    assert decoder(None, lp, lens) == ["the cat sat"]
 
 
 @pytest.mark.parametrize("lm_backend", ["kenlm", "python"])
@@ -122,13 +122,13 @@ def test_word_lm_overrides_a_slight_acoustic_preference(tmp_path: Path, lm_backe
     lp = emissions(tok, "the cat sat", {6: ("o", 0.5)})[None]  # acoustics: "cot" 0.5 vs "cat" 0.48
     lens = torch.tensor([lp.size(1)])
     no_lm = LexiconLMCTCDecoder(tok, lexicon_words=["the", "cat", "cot", "sat", "a", "mat"])
-    assert no_lm(lp, lens) == ["the cot sat"]
+    assert no_lm(None, lp, lens) == ["the cot sat"]
     # lexicon_words=None: the LM's unigrams are the lexicon
     with_lm = LexiconLMCTCDecoder(tok, lm_path=arpa, lm_weight=2.0, lm_backend=lm_backend)
     assert with_lm.words == ["a", "cat", "cot", "mat", "sat", "the"]
-    assert with_lm(lp, lens) == ["the cat sat"]
+    assert with_lm(None, lp, lens) == ["the cat sat"]
     restored = pickle.loads(pickle.dumps(with_lm))  # flashlight objects are rebuilt on first use
-    assert restored(lp, lens) == ["the cat sat"]
+    assert restored(None, lp, lens) == ["the cat sat"]
 
 
 def test_kenlm_reads_the_arpa_file_without_printing(tmp_path: Path, capfd) -> None:
@@ -138,7 +138,9 @@ def test_kenlm_reads_the_arpa_file_without_printing(tmp_path: Path, capfd) -> No
     arpa = train_ngram_lm(["the cat sat"] * 5 + ["a cot", "the mat"], order=3).write_arpa(tmp_path / "lm.arpa")
     lp = emissions(tok, "the cat sat", {})[None]
     capfd.readouterr()
-    assert LexiconLMCTCDecoder(tok, lm_path=arpa, lm_backend="kenlm")(lp, torch.tensor([lp.size(1)])) == ["the cat sat"]
+    assert LexiconLMCTCDecoder(tok, lm_path=arpa, lm_backend="kenlm")(None, lp, torch.tensor([lp.size(1)])) == [
+        "the cat sat"
+    ]
     out, err = capfd.readouterr()
     assert "Loading the LM" not in out + err and "*" * 20 not in out + err and "lm.arpa" not in out + err
 
@@ -165,8 +167,8 @@ def test_lexicon_decoder_works_without_a_lone_boundary_piece() -> None:
         probs[t, piece] = 0.94
     probs[3, 5], probs[3, 4] = 0.5, 0.45
     lp = (probs / probs.sum(-1, keepdim=True)).log()[None]
-    assert GreedyCTCDecoder(tok)(lp, torch.tensor([5])) == ["the cot"]
-    assert LexiconLMCTCDecoder(tok, lexicon_words=["the", "cat"])(lp, torch.tensor([5])) == ["the cat"]
+    assert GreedyCTCDecoder(tok)(None, lp, torch.tensor([5])) == ["the cot"]
+    assert LexiconLMCTCDecoder(tok, lexicon_words=["the", "cat"])(None, lp, torch.tensor([5])) == ["the cat"]
 
 
 def test_lexicon_words_may_come_from_a_transcript_file(tmp_path: Path) -> None:
@@ -192,6 +194,16 @@ def test_decoders_check_shapes() -> None:
     tok = CharTokenizer()
     for decoder in (GreedyCTCDecoder(tok), PrefixBeamCTCDecoder(tok)):
         with pytest.raises(ValueError, match="log_probs must be"):
-            decoder(torch.zeros(5, 4), torch.tensor([5]))
+            decoder(None, torch.zeros(5, 4), torch.tensor([5]))
         with pytest.raises(ValueError, match="lens must be"):
-            decoder(torch.zeros(2, 5, 4), torch.tensor([5]))
+            decoder(None, torch.zeros(2, 5, 4), torch.tensor([5]))
+
+
+def test_exports_and_run_configs_that_name_a_moved_decoder_still_build_it() -> None:
+    """``conformer_prune.models.decoding.*`` (exports and run configs written before ``decoding/``) still resolve."""
+    from conformer_prune.checkpoint import instantiate_node, upgrade_targets
+
+    old = {"_target_": "conformer_prune.models.decoding.PrefixBeamCTCDecoder", "_partial_": True, "beam_size": 3}
+    assert upgrade_targets({"default": old})["default"]["_target_"] == "conformer_prune.decoding.PrefixBeamCTCDecoder"
+    decoder = instantiate_node(old)(tokenizer=CharTokenizer())
+    assert isinstance(decoder, PrefixBeamCTCDecoder) and decoder.beam_size == 3

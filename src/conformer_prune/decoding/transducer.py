@@ -1,8 +1,11 @@
-"""Text decoders for the Transducer: ``decoder(net, enc (B,T,D), enc_lens (B,)) -> list[str]``."""
+"""Transducer decoders (the decoder protocol: :mod:`conformer_prune.decoding.base`): ``out`` is the encoder
+output ``(B, T', D)``; ``net``'s predictor and joiner decode it."""
 
 from __future__ import annotations
 
 from torch import Tensor
+
+from conformer_prune.decoding.base import greedy_texts
 
 
 class TransducerGreedyDecoder:
@@ -16,8 +19,7 @@ class TransducerGreedyDecoder:
         self.name = "greedy"
 
     def __call__(self, net, enc: Tensor, enc_lens: Tensor) -> list[str]:
-        ids = net.greedy_decode(enc, enc_lens, max_symbols_per_frame=self.max_symbols_per_frame)
-        return [self.tokenizer.decode(seq) for seq in ids]
+        return greedy_texts(net, enc, enc_lens, self.tokenizer, max_symbols_per_frame=self.max_symbols_per_frame)
 
 
 class TransducerBeamDecoder:

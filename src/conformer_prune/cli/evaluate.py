@@ -38,14 +38,23 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
+from conformer_prune.checkpoint import build_dense_net, read_checkpoint, tokenizer_bytes_of
 from conformer_prune.distributed import resolve_eval_device
 from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE, evaluate_net, flatten_results, split_utterance_errors
 from conformer_prune.pruning.compact import count_params, encoder_of
 from conformer_prune.run_summary import evaluate_summary, print_summary, results_table  # noqa: F401 (re-export)
+from conformer_prune.rundir import (
+    LEXICON_FILE,
+    LM_FILE,
+    REPORT_FILE,
+    RUN_CONFIG,
+    TOKENIZER_FILE,
+    locate_model,
+    read_run_config,
+    run_dir_of_checkpoint,
+)
 
 log = logging.getLogger(__name__)
-
-RUN_CONFIG = Path(".hydra") / "config.yaml"
 
 
 @dataclass
@@ -80,27 +89,16 @@ class ModelSource:
         return None if self.run_config_file is None else self.run_config_file.parent.parent
 
 
-def _run_config(*candidates: Path) -> tuple[DictConfig | None, Path | None]:
-    for run_dir in candidates:
-        file = run_dir / RUN_CONFIG
-        if file.is_file():
-            return OmegaConf.load(file), file
-    return None, None
-
-
 def _from_checkpoint(file: Path) -> ModelSource:
     from conformer_prune.data.record import record_from_checkpoint
-    from conformer_prune.export import build_dense_net, read_checkpoint
 
     ckpt = read_checkpoint(file)
     net = build_dense_net(ckpt, file)
-    tokenizer_bytes = ckpt.get("tokenizer_model")
-    if tokenizer_bytes is None:
-        run_tokenizer = file.parent.parent / "tokenizer.model"
-        if not run_tokenizer.is_file():
-            raise ValueError(f"model_path={file}: the checkpoint has no tokenizer_model and {run_tokenizer} is missing")
-        tokenizer_bytes = run_tokenizer.read_bytes()
-    run_config, config_file = _run_config(file.parent.parent)
+    try:
+        tokenizer_bytes, _ = tokenizer_bytes_of(ckpt, file)
+    except ValueError as err:
+        raise ValueError(f"model_path={file}: {err}") from err
+    run_config, config_file = read_run_config(run_dir_of_checkpoint(file))
     return ModelSource(
         "checkpoint",
         file,
@@ -114,7 +112,7 @@ def _from_checkpoint(file: Path) -> ModelSource:
 
 
 def _from_export(export_dir: Path) -> ModelSource:
-    from conformer_prune.inference import REPORT_FILE, TOKENIZER_FILE, load_model
+    from conformer_prune.inference import load_model
 
     loaded = load_model(export_dir)
     features = loaded.config.get("features") or {}
@@ -123,8 +121,8 @@ def _from_export(export_dir: Path) -> ModelSource:
     if report_file.is_file():
         checkpoint = json.loads(report_file.read_text()).get("checkpoint")
         if checkpoint:
-            candidates.append(Path(checkpoint).parent.parent)
-    run_config, config_file = _run_config(*candidates)
+            candidates.append(run_dir_of_checkpoint(checkpoint))
+    run_config, config_file = read_run_config(*candidates)
     tokenizer_file = export_dir / loaded.config.get("tokenizer", TOKENIZER_FILE)
     return ModelSource(
         "export",
@@ -139,32 +137,6 @@ def _from_export(export_dir: Path) -> ModelSource:
     )
 
 
-def locate_model(model_path: str | Path | None) -> tuple[str, Path]:
-    """What ``model_path`` points at, without loading it: ``("checkpoint", file)`` or ``("export", dir)``.
-
-    Raises:
-        ValueError: nothing usable at ``model_path``; the message says what to pass.
-    """
-    if model_path in (None, "", "???"):
-        raise ValueError("model_path is required: a <run>/checkpoints/*.ckpt file, an export dir or a run dir")
-    path = Path(str(model_path)).expanduser()
-    if path.is_file():
-        return "checkpoint", path
-    if path.is_dir():
-        if (path / "config.yaml").is_file():
-            return "export", path
-        if (path / "export" / "config.yaml").is_file():
-            return "export", path / "export"
-        if (path / "checkpoints").is_dir():
-            from conformer_prune.baselines import resolve_checkpoint
-
-            return "checkpoint", resolve_checkpoint(path, key="model_path")
-    raise ValueError(
-        f"model_path={model_path}: no checkpoint, export directory or run directory there (pass "
-        "<run>/checkpoints/<best>.ckpt, <run>/export, or the run directory)"
-    )
-
-
 def load_source(model_path: str | Path) -> ModelSource:
     """Load ``model_path`` (checkpoint file, export directory or run directory) for evaluation.
 
@@ -176,25 +148,6 @@ def load_source(model_path: str | Path) -> ModelSource:
 
 
 # -- data and decoders -----------------------------------------------------------------------------
-def legacy_data_config(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
-    """The data module config of a run of an older version (no data record): ``<run>/.hydra/config.yaml``'s
-    ``data``, relative paths resolved against the run's working directory (``.hydra/hydra.yaml``), never
-    the current one. ``None`` and why when there is none."""
-    run_config, config_file = _run_config(run_dir)
-    if run_config is None or "data" not in run_config:
-        return None, f"{run_dir / RUN_CONFIG} does not exist or has no data section"
-    data = OmegaConf.to_container(run_config.data, resolve=True)
-    hydra_file = run_dir / ".hydra" / "hydra.yaml"
-    cwd = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.cwd") if hydra_file.is_file() else None
-    for key in ("root", "cache_dir"):
-        value = data.get(key)
-        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
-            if cwd is None:
-                return None, f"{config_file}: data.{key}={value!r} is relative and the run's directory is unknown"
-            data[key] = str(Path(cwd) / value)
-    return data, ""
-
-
 def _user_data_overrides(cfg: DictConfig) -> dict[str, Any]:
     """The ``data`` keys the user set (``eval_subsets: null`` is the default, not a choice; other keys exist
     only when given, so ``+data.corpus=null`` counts)."""
@@ -217,7 +170,7 @@ def data_config(cfg: DictConfig, source: ModelSource) -> tuple[dict[str, Any], b
     Raises:
         ValueError: no data known for the model, or the recorded data is gone (the message says what to do).
     """
-    from conformer_prune.data.record import check_recorded, pinned_config
+    from conformer_prune.data.record import check_recorded, legacy_data_config, pinned_config
 
     overrides = _user_data_overrides(cfg)
     if "_target_" in overrides:
@@ -289,8 +242,8 @@ def build_eval_decoders(
     only when they are gone); else the export's ``config.yaml`` decoders (a checkpoint without a run
     config gets the exporter's: greedy and a prefix beam search).
     """
-    from conformer_prune.decoders import build_decoders
-    from conformer_prune.export import LEXICON_FILE, LM_FILE, decoding_config
+    from conformer_prune.cli.decoders import build_decoders
+    from conformer_prune.export import decoding_config
     from conformer_prune.inference import build_decoder
 
     decoding = cfg.get("decoding")
@@ -372,6 +325,7 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         decoders,
         max_batches=None if max_batches is None else int(max_batches),
         keep_hypotheses=bool(cfg.get("hypotheses")),
+        frames_per_second=datamodule.feature_extractor.frames_per_second,
     )
     hypothesis_files = write_hypotheses(per_subset, out_dir)
     (out_dir / UTTERANCE_ERRORS_FILE).write_text(json.dumps(split_utterance_errors(per_subset)))
