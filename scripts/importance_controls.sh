@@ -17,8 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-outputs/controls}
-SEED=${SEED:-1}
-ALPHAS=${ALPHAS:-0,5e-7,1e-6,2e-6,4e-6}
+SEED=${SEED:-$($PY -c "import yaml; print(yaml.safe_load(open('conf/train.yaml'))['seed'])")}  # the default run's
+ALPHAS=${ALPHAS:-0,3e-7,1e-6,4e-6}
 # the alpha of conf/pruning/default.yaml, spelled as in ALPHAS (its runs are the default's)
 DEFAULT_ALPHA=${DEFAULT_ALPHA:-$($PY -c "
 import sys, yaml
@@ -28,7 +28,7 @@ sys.exit(f'ALPHAS={sys.argv[1]} lacks the default alpha {default:g}: add it') if
 " "$ALPHAS")}
 NOISE_SEED=${NOISE_SEED:-7}
 TARGETS=${TARGETS:-0.6,0.4}
-CONV_SEEDS=${CONV_SEEDS:-1,2}
+CONV_SEEDS=${CONV_SEEDS:-$SEED}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 read -r -a extra <<<"${EXTRA:-}"
