@@ -21,8 +21,8 @@
 #   magnitude         dense's checkpoint at 2/3 of STEPS, magnitude-pruned to adaptive's per-site counts,
 #                     fine-tuned for the last 1/3 (the same compute as one run)
 #   l0                L0 hard-concrete gates driven to adaptive's size (pruning.target_params)
-# then lm<w>/ under each run: dev-clean with LM weight w (LM_WEIGHTS, first seed of each arm), and the test
-# subsets with the arm's best weight.
+# then dev_lm<w>/ under the first seed of each arm: dev-clean with LM weight w (LM_WEIGHTS), and lm<best>/
+# under every seed: the test subsets with the arm's best weight (<arm>/lm_weight.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -57,8 +57,8 @@ train() {  # train <run dir> <overrides...>: skip a finished run, resume an inte
   "$PY" scripts/train.py "${common[@]}" "$@" "${resume[@]}" "hydra.run.dir=$dir" >"$dir.log" 2>&1 ||
     { log "FAILED $dir (see $dir.log)"; return 1; }
 }
-evaluate() {  # evaluate <run dir> <lm weight> <subsets>: the run's last checkpoint with that LM weight
-  local run=$1 weight=$2 subsets=$3 out=$1/lm$2
+evaluate() {  # evaluate <run dir> <lm weight> <subsets> <name>: the run's last checkpoint with that LM weight
+  local run=$1 weight=$2 subsets=$3 out=$1/$4
   if [[ -f $out/results.json ]] && "$PY" -c "import json,sys; r=json.load(open('$out/results.json'));
 sys.exit(0 if set('$subsets'.strip('[]').split(',')) <= set(r['cer']) else 1)"; then return; fi
   log "evaluate $run: lm_weight=$weight on $subsets"
@@ -129,7 +129,7 @@ wait
 arms=$(cd "$OUT" && ls -d */seed"$first" 2>/dev/null | cut -d/ -f1 | sort -u | tr '\n' ' ')
 for arm in $arms; do
   for weight in "${weights[@]}"; do
-    submit evaluate "$OUT/$arm/seed$first" "$weight" "[dev-clean]"
+    submit evaluate "$OUT/$arm/seed$first" "$weight" "[dev-clean]" "dev_lm$weight"
   done
 done
 wait
@@ -137,13 +137,13 @@ for arm in $arms; do
   best=$("$PY" - "$OUT/$arm/seed$first" "${weights[@]}" <<'EOF'
 import json, sys
 run, weights = sys.argv[1], sys.argv[2:]
-dev = {w: json.load(open(f"{run}/lm{w}/results.json"))["wer"]["dev-clean"] for w in weights}
+dev = {w: json.load(open(f"{run}/dev_lm{w}/results.json"))["wer"]["dev-clean"] for w in weights}
 print(min(dev, key=dev.get))
 EOF
   )
   echo "$best" >"$OUT/$arm/lm_weight.txt"
   for seed in "${seeds[@]}"; do
-    [[ -f $OUT/$arm/seed$seed/results.json ]] && submit evaluate "$OUT/$arm/seed$seed" "$best" "[test-clean,test-other]"
+    [[ -f $OUT/$arm/seed$seed/results.json ]] && submit evaluate "$OUT/$arm/seed$seed" "$best" "[test-clean,test-other]" "lm$best"
   done
 done
 wait

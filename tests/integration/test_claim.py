@@ -42,6 +42,11 @@ def test_every_arm_then_the_report_and_a_rerun_redoes_nothing(tmp_path: Path) ->
     assert (out / "dense/seed1/checkpoints/two_thirds").is_dir()
     weight = (out / "adaptive/lm_weight.txt").read_text().strip()
     assert weight in ("1.0", "2.0") and (out / f"adaptive/seed2/lm{weight}/results.json").is_file()
+    tuned = {w: json.loads((out / f"adaptive/seed1/dev_lm{w}/results.json").read_text()) for w in ("1.0", "2.0")}
+    assert all(list(r["wer"]) == ["dev-clean"] for r in tuned.values())  # the weight is chosen on dev alone
+    assert min(tuned, key=lambda w: tuned[w]["wer"]["dev-clean"]) == weight
+    tested = json.loads((out / f"adaptive/seed1/lm{weight}/results.json").read_text())
+    assert set(tested["wer"]) == {"test-clean", "test-other"}
     report = (out / "report" / "claim.md").read_text()
     assert "## vs dense: test-clean CER, greedy" in report and "pooled over seeds" in report
     numbers = json.loads((out / "report" / "claim.json").read_text())
