@@ -13,6 +13,8 @@
 #   dense_uniform     dense, uniform widths of the same total, from scratch
 #   target<t>         pruning.target_params=<t> (TARGETS): the budget alone must reach the size
 #   conv_<pos>_seed<s> adaptive dropout at the LConv site only, mask at <pos> = input | output (CONV_SEEDS)
+#   random_units<k>   alpha<DEFAULT_ALPHA>'s checkpoint with its keep logits permuted within each site (the same
+#                     counts and eval scales on random units; RANDOM_DRAWS of them), scored greedily on SUBSET
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -29,6 +31,8 @@ sys.exit(f'ALPHAS={sys.argv[1]} lacks the default alpha {default:g}: add it') if
 NOISE_SEED=${NOISE_SEED:-7}
 TARGETS=${TARGETS:-0.6,0.4}
 CONV_SEEDS=${CONV_SEEDS:-$SEED}
+RANDOM_DRAWS=${RANDOM_DRAWS:-3}
+SUBSET=${SUBSET:-test-clean}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 read -r -a extra <<<"${EXTRA:-}"
@@ -72,9 +76,17 @@ done
 wait
 source_run=$OUT/alpha$DEFAULT_ALPHA
 [[ -f $source_run/results.json ]] || { echo "[controls] $source_run did not finish" >&2; exit 1; }
+for k in $(seq 1 "$RANDOM_DRAWS"); do
+  draw=$OUT/random_units$k
+  [[ -f $draw/results.json ]] && continue
+  rm -rf "$draw"
+  "$PY" scripts/permute_units.py "checkpoint=$source_run/checkpoints/last.ckpt" "out=$draw/last.ckpt" "seed=$k" &&
+    "$PY" scripts/evaluate.py "model_path=$draw/last.ckpt" decoding=ctc_greedy "data.eval_subsets=[$SUBSET]" \
+      "threads=$THREADS" "out_dir=$draw" >"$draw.log" 2>&1 || { echo "[controls] FAILED: $draw (see $draw.log)" >&2; exit 1; }
+done
 submit "$OUT/dense_same_size" experiment=dense_same_size "widths_from=$source_run/export"
 submit "$OUT/dense_uniform" experiment=dense_uniform "params_from=$source_run/export"
 wait
 
-"$PY" scripts/importance_report.py "sweep_dir=$OUT"
+"$PY" scripts/importance_report.py "sweep_dir=$OUT" "subset=$SUBSET"
 echo "[controls] done in $((($(date +%s) - start) / 60)) min: $OUT/controls.md" >&2

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE
@@ -73,6 +74,59 @@ def pruned_units(run: ControlRun) -> dict[str, set[tuple[int, int]]]:
         mask = site.module.keep_mask()
         pruned.setdefault(site.kind, set()).update((site.layer, int(i)) for i in (~mask).nonzero().flatten())
     return pruned
+
+
+def keep_probs(run: ControlRun) -> dict[str, torch.Tensor]:
+    """Site kind → the keep probabilities of the run's evaluated checkpoint, ``(layer, unit)`` order: ``(units,)``."""
+    from conformer_prune.checkpoint import build_dense_net, read_checkpoint
+
+    checkpoint = Path(run.results["checkpoint"])
+    net = build_dense_net(read_checkpoint(checkpoint), checkpoint)
+    probs: dict[str, list[torch.Tensor]] = {}
+    for site in net.encoder.sites():
+        probs.setdefault(site.kind, []).append(site.module.keep_prob().detach().float().flatten())
+    return {kind: torch.cat(parts) for kind, parts in probs.items()}
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's ρ of two equally long vectors (ranks by sorting; 0 for chance, 1 for the same order)."""
+    if a.numel() < 2:
+        return float("nan")
+    ranks = [torch.empty_like(x).scatter_(0, x.argsort(), torch.arange(x.numel(), dtype=x.dtype)) for x in (a, b)]
+    ra, rb = (r - r.mean() for r in ranks)
+    denominator = (ra.norm() * rb.norm()).item()
+    return float((ra @ rb).item() / denominator) if denominator else float("nan")
+
+
+PERMUTED_FROM = "permuted_from.json"
+
+
+def permute_keep_logits(checkpoint: str | Path, out: str | Path, seed: int) -> Path:
+    """A copy of a training checkpoint whose sites' retention parameters are permuted within each site.
+
+    Each site keeps its number of pruned units and the same eval scales, on units chosen at random: the
+    control for "the pruned units are the unimportant ones" (the trained weights with their own mask
+    against the same weights with a random mask of the same shape). Nothing else changes.
+    """
+    from conformer_prune.checkpoint import build_dense_net, read_checkpoint
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.exists():
+        raise ValueError(f"{out} exists: give another path (nothing is overwritten)")
+    ckpt = read_checkpoint(checkpoint)
+    net = build_dense_net(ckpt, checkpoint)
+    names = {id(p): name for name, p in net.named_parameters()}
+    generator = torch.Generator().manual_seed(seed)
+    state = ckpt["state_dict"]
+    for site in net.encoder.sites():
+        for param in site.module.parameters():  # the strategy's own: e.g. the keep logits, (units,)
+            key = "net." + names[id(param)]
+            order = torch.randperm(state[key].shape[0], generator=generator)
+            state[key] = state[key][order].clone()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out)
+    (out.parent / PERMUTED_FROM).write_text(json.dumps({"checkpoint": str(checkpoint.resolve()), "seed": seed}))
+    return out
 
 
 def jaccard(a: set, b: set) -> float:
@@ -178,19 +232,56 @@ def report(sweep_dir: Path, dense_params: int | None = None, subset: str = "test
             continue
         a, b = pruned_units(base), pruned_units(twin)
         lines += ["", f"## Noise seed: `{base.path.name}` vs `{twin.path.name}` (noise_seed={twin.noise_seed})", ""]
-        lines += ["| site kind | pruned (a) | pruned (b) | Jaccard | chance |", "|---|---|---|---|---|"]
+        lines += ["| site kind | pruned (a) | pruned (b) | Jaccard | chance | rank correlation of σ(β) |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
         overlap = {}
+        pa, pb = keep_probs(base), keep_probs(twin)
+        pa["all"], pb["all"] = torch.cat([pa[k] for k in a]), torch.cat([pb[k] for k in a])
         population = {k: int(base.results["retention"][k]["units"]) for k in a}
         for kind in list(a) + ["all"]:
             sa = a[kind] if kind != "all" else {(k, *u) for k, s in a.items() for u in s}
             sb = b[kind] if kind != "all" else {(k, *u) for k, s in b.items() for u in s}
             n = population[kind] if kind != "all" else sum(population.values())
             j, c = jaccard(sa, sb), chance_jaccard(len(sa), len(sb), n)
-            overlap[kind] = {"a": len(sa), "b": len(sb), "units": n, "jaccard": j, "chance": c}
-            lines.append(f"| {kind} | {len(sa)} | {len(sb)} | {j:.3f} | {c:.3f} |")
+            rho = rank_correlation(pa[kind], pb[kind])
+            overlap[kind] = {"a": len(sa), "b": len(sb), "units": n, "jaccard": j, "chance": c, "rank_correlation": rho}
+            lines.append(f"| {kind} | {len(sa)} | {len(sb)} | {j:.3f} | {c:.3f} | {rho:.3f} |")
         numbers.setdefault("noise_seed", []).append({"a": str(base.path), "b": str(twin.path), "overlap": overlap})
         diff = paired(base, twin, subset)
         lines += ["", f"- CER {subset}, b − a: {_interval(diff)} points: **{diff.verdict()}**"]
+
+    # -- random units -----------------------------------------------------------------------------------
+    draws = [d for d in sorted(sweep_dir.glob("random_units*")) if (d / "results.json").is_file()]
+    by_checkpoint = {Path(r.results["checkpoint"]).resolve(): r for r in alpha_runs}
+    for source in dict.fromkeys(Path(json.loads((d / PERMUTED_FROM).read_text())["checkpoint"]) for d in draws):
+        base = by_checkpoint.get(source)
+        if base is None:
+            continue
+        mine = [d for d in draws if Path(json.loads((d / PERMUTED_FROM).read_text())["checkpoint"]) == source]
+        lines += [
+            "",
+            f"## The pruned units are the unimportant ones: `{base.path.name}`'s mask against random units",
+            "",
+        ]
+        lines += ["The same trained weights, scored greedily on "
+                  f"{subset}, with the run's own keep logits and with them permuted within each site (the same "
+                  "number of pruned units and the same eval scales per site, on random units).", ""]  # fmt: skip
+        lines += [f"| mask | {subset} CER (greedy) | random − own, points [95 % CI] |", "|---|---|---|"]
+        own = base.results["cer_greedy"][subset]
+        lines.append(f"| own (`{base.path.name}`) | {100 * own:.1f} | |")
+        rows = []
+        for draw in mine:
+            run = ControlRun(draw, None, None, json.loads((draw / "results.json").read_text()))
+            diff = paired(base, run, subset)
+            rows.append({"run": str(draw), "cer": run.results["cer_greedy"][subset], "diff": diff.diff,
+                         "low": diff.low, "high": diff.high, "verdict": diff.verdict()})  # fmt: skip
+            lines.append(f"| random (`{draw.name}`) | {100 * rows[-1]['cer']:.1f} | {_interval(diff)} |")
+        holds = all(r["verdict"] == "worse" for r in rows)
+        numbers.setdefault("random_units", []).append({"own": str(base.path), "own_cer": own, "draws": rows})
+        lines += [
+            "",
+            f"- every random mask of the same counts is worse than the learned one: **{'yes' if holds else 'no'}**",
+        ]
 
     # -- learned widths ---------------------------------------------------------------------------------
     same, uniform = (sweep_dir / "dense_same_size", sweep_dir / "dense_uniform")
