@@ -217,14 +217,19 @@ def _outputs_and_texts(net: nn.Module, features: Tensor, lens: Tensor, tokenizer
 
 
 @torch.no_grad()
-def verify(masked: nn.Module, compacted: nn.Module, batches: list[dict], tokenizer: Any, atol: float) -> dict:
-    """Compare the compacted model with the masked one; raise :class:`ExportVerificationError` on a mismatch.
+def compare(masked: nn.Module, compacted: nn.Module, batches: list[dict], tokenizer: Any) -> dict:
+    """How far the compacted model is from the masked one on ``batches``.
 
     Returns:
-        ``max_abs_diff`` (over valid frames), ``atol``, ``utterances``, ``transcripts_identical``,
-        ``output`` (what was compared) and ``examples`` (a few greedy transcripts).
+        ``max_abs_diff`` (over valid frames), ``utterances``, ``transcripts_identical`` (every greedy
+        transcript equal), ``first_difference`` (``None``, or the first utterance whose transcripts
+        differ: ``(index, masked text, compacted text)``), ``output`` (what was compared) and
+        ``examples`` (a few greedy transcripts of the compacted model).
+
+    Raises:
+        ExportVerificationError: the output shapes or lengths differ, or an output is not finite.
     """
-    max_diff, utterances, examples = 0.0, 0, []
+    max_diff, utterances, examples, first_difference = 0.0, 0, [], None
     for batch in batches:
         features, lens = batch["features"].float(), batch["feature_lens"]
         ref, ref_lens, ref_text = _outputs_and_texts(masked, features, lens, tokenizer)
@@ -237,27 +242,47 @@ def verify(masked: nn.Module, compacted: nn.Module, batches: list[dict], tokeniz
         if not math.isfinite(batch_diff):
             raise ExportVerificationError("the compacted model produced non-finite outputs")
         max_diff = max(max_diff, batch_diff)
-        if text != ref_text:
+        if first_difference is None and text != ref_text:
             bad = next(i for i, (a, b) in enumerate(zip(ref_text, text)) if a != b)
-            raise ExportVerificationError(
-                f"greedy transcripts differ (utterance {utterances + bad}): masked {ref_text[bad]!r} vs compacted "
-                f"{text[bad]!r}; nothing was written"
-            )
+            first_difference = (utterances + bad, ref_text[bad], text[bad])
         utterances += len(text)
         examples.extend(t[:200] for t in text[: max(0, 3 - len(examples))])
-    if max_diff > atol:
-        raise ExportVerificationError(
-            f"max |compacted - masked| = {max_diff:.3g} > atol={atol:g}: the compacted model is not the masked "
-            "model, so nothing was written (compaction should be exact: please report this checkpoint)"
-        )
-    output = "encoder output" if isinstance(masked, TransducerModel) else "CTC log-probabilities"
     return {
         "max_abs_diff": max_diff,
-        "atol": atol,
         "utterances": utterances,
-        "transcripts_identical": True,
-        "output": output,
+        "transcripts_identical": first_difference is None,
+        "first_difference": first_difference,
+        "output": "encoder output" if isinstance(masked, TransducerModel) else "CTC log-probabilities",
         "examples": examples,
+    }
+
+
+def verify(masked: nn.Module, compacted: nn.Module, batches: list[dict], tokenizer: Any, atol: float) -> dict:
+    """:func:`compare`, refusing a mismatch: raise :class:`ExportVerificationError` unless every greedy
+    transcript is identical and the outputs agree within ``atol``.
+
+    Returns:
+        ``max_abs_diff``, ``atol``, ``utterances``, ``transcripts_identical``, ``output`` and ``examples``.
+    """
+    report = compare(masked, compacted, batches, tokenizer)
+    if not report["transcripts_identical"]:
+        index, ref_text, text = report["first_difference"]
+        raise ExportVerificationError(
+            f"greedy transcripts differ (utterance {index}): masked {ref_text!r} vs compacted {text!r}; "
+            "nothing was written"
+        )
+    if report["max_abs_diff"] > atol:
+        raise ExportVerificationError(
+            f"max |compacted - masked| = {report['max_abs_diff']:.3g} > atol={atol:g}: the compacted model is not "
+            "the masked model, so nothing was written (compaction should be exact: please report this checkpoint)"
+        )
+    return {
+        "max_abs_diff": report["max_abs_diff"],
+        "atol": atol,
+        "utterances": report["utterances"],
+        "transcripts_identical": report["transcripts_identical"],
+        "output": report["output"],
+        "examples": report["examples"],
     }
 
 
