@@ -107,6 +107,9 @@ def test_instantiate_node_builds_partials_and_refuses_foreign_targets() -> None:
         instantiate_node({"_target_": "os.system", "_args_": ["true"]})
     with pytest.raises(ValueError, match="nothing_here"):
         instantiate_node({"_target_": "conformer_prune.dropout.nothing_here"})
+    for key, value in (("_recursive_", False), ("_convert_", "none")):  # would be silently ignored
+        with pytest.raises(ValueError, match=f"unsupported keys \\['{key}'\\].*hydra.utils.instantiate"):
+            instantiate_node({"_target_": "conformer_prune.dropout.NoDropout", "_args_": [3], key: value})
 
 
 def test_export_writes_a_smaller_verified_model_and_its_report(tmp_path, tokenizer) -> None:
