@@ -111,6 +111,13 @@ def test_unknown_key_and_unknown_option_fail_while_composing(tmp_path) -> None:
         compose_train(["dropout=adaptve"])
 
 
+@pytest.mark.parametrize("removed", ["tags=[quickstart]"])
+def test_settings_nothing_read_are_gone(removed: str) -> None:
+    """Keys that no code read were removed; setting one is an error, not a silent no-op."""
+    with pytest.raises(ConfigCompositionException, match=removed.split("=")[0]):
+        compose_train([removed])
+
+
 @pytest.mark.parametrize(
     "override, key",
     [
