@@ -253,6 +253,8 @@ def _check_run_keys(cfg: DictConfig) -> None:
         _number(cfg, "seed", int, optional=False)
     if "export" in cfg and not isinstance(cfg.export, bool):
         raise ConfigError(f"`export`={cfg.export!r} must be true or false")
+    if "export_options" in cfg:
+        _check_export_options(cfg, "export_options.")
     subsets = cfg.get("eval_subsets")
     if subsets is not None and not (
         isinstance(subsets, str) or (isinstance(subsets, ListConfig) and all(isinstance(s, str) for s in subsets))
@@ -484,24 +486,37 @@ def validate_files(cfg: DictConfig, run_dir: Path | None = None) -> None:
         check_run_dir(run_dir, cfg.get("ckpt_path"))
 
 
+def _check_export_options(
+    cfg: DictConfig, prefix: str = "", out_dir: Path | None = None, overwrite: bool = False
+) -> None:
+    """The export settings at ``prefix`` (``conf/export_options/default.yaml``: ``export_options.`` in
+    ``train.yaml``, the root of ``export.yaml``), and ``out_dir`` when given."""
+    from conformer_prune.export import check_export_args
+
+    for key, kind in (("threshold", float), ("atol", float), ("verify_batches", int)):
+        _number(cfg, prefix + key, kind, optional=key == "threshold")
+    for key in ("torchscript", "onnx"):
+        value = OmegaConf.select(cfg, prefix + key, default=False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{prefix}{key}`={value!r} must be true or false")
+    try:  # the messages name out_dir, threshold, atol or verify_batches
+        check_export_args(
+            out_dir,
+            overwrite,
+            OmegaConf.select(cfg, prefix + "threshold"),
+            OmegaConf.select(cfg, prefix + "atol"),
+            OmegaConf.select(cfg, prefix + "verify_batches"),
+        )
+    except ValueError as err:
+        raise ConfigError(f"{prefix}{err}") from err
+
+
 def validate_export(cfg: DictConfig) -> None:
     """``scripts/export.py``: the checkpoint is readable and ``out_dir`` may be written (before any output)."""
     from conformer_prune.checkpoint import read_checkpoint
-    from conformer_prune.export import check_export_args
 
     out_dir = OmegaConf.select(cfg, "out_dir", throw_on_resolution_failure=False)
-    for key, kind in (("threshold", float), ("atol", float), ("verify_batches", int)):
-        _number(cfg, key, kind, optional=key == "threshold")
-    try:  # the messages name out_dir, threshold, atol or verify_batches
-        check_export_args(
-            None if out_dir is None else Path(str(out_dir)),
-            bool(cfg.get("overwrite", False)),
-            cfg.get("threshold"),
-            cfg.get("atol", 1e-4),
-            cfg.get("verify_batches", 1),
-        )
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    _check_export_options(cfg, out_dir=None if out_dir is None else Path(str(out_dir)), overwrite=bool(cfg.overwrite))
     try:
         read_checkpoint(Path(str(cfg.ckpt_path)).expanduser())
     except ValueError as err:
