@@ -110,34 +110,17 @@ def compacted_net_config(net_config: dict, layer_widths: list[dict]) -> dict:
 
 
 def decoding_config(net: nn.Module) -> dict:
-    """Decoding defaults: greedy (the default) and a beam search, for the model's head."""
+    """Decoding options of an export: greedy (the default) and a beam search, for the model's head, with
+    the decoders' own defaults (those ``conf/decoding/ctc_greedy.yaml``, ``ctc_beam.yaml`` and
+    ``transducer.yaml`` use); only the blank id is the model's."""
     if isinstance(net, TransducerModel):
-        return {
-            "default": "greedy",
-            "greedy": {
-                "_target_": "conformer_prune.decoding.TransducerGreedyDecoder",
-                "_partial_": True,
-                "max_symbols_per_frame": 5,
-            },
-            "beam": {
-                "_target_": "conformer_prune.decoding.TransducerBeamDecoder",
-                "_partial_": True,
-                "beam_size": 4,
-            },
-        }
+        greedy, beam, head = "TransducerGreedyDecoder", "TransducerBeamDecoder", {}
+    else:
+        greedy, beam, head = "GreedyCTCDecoder", "PrefixBeamCTCDecoder", {"blank": net.blank}
     return {
         "default": "greedy",
-        "greedy": {
-            "_target_": "conformer_prune.decoding.GreedyCTCDecoder",
-            "_partial_": True,
-            "blank": net.blank,
-        },
-        "beam": {
-            "_target_": "conformer_prune.decoding.PrefixBeamCTCDecoder",
-            "_partial_": True,
-            "beam_size": 8,
-            "blank": net.blank,
-        },
+        "greedy": {"_target_": f"conformer_prune.decoding.{greedy}", "_partial_": True, **head},
+        "beam": {"_target_": f"conformer_prune.decoding.{beam}", "_partial_": True, **head},
     }
 
 
