@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from conformer_prune.decoding.base import greedy_texts
 from conformer_prune.models.transducer import TransducerModel
+from conformer_prune.torchscript import example_inputs
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,6 @@ class _PredictorStep(nn.Module):
         return out, h, c
 
 
-def _example(input_dim: int, lens: list[int], seed: int) -> tuple[Tensor, Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(len(lens), max(lens), input_dim, generator=gen), torch.tensor(lens)
-
-
 def _export_bytes(module: nn.Module, args: tuple, names: tuple[list[str], list[str]], axes: dict) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, and tracing warns
@@ -94,7 +90,7 @@ def to_onnx(net: nn.Module, input_dim: int) -> dict[str, bytes]:
     Nothing is checked here: :func:`verify_onnx` runs the graphs.
     """
     net = net.eval()
-    features, lens = _example(input_dim, [160, 121], 0)
+    features, lens = example_inputs(input_dim, [160, 121], 0)
     seq_axes = {
         "features": {0: "batch", 1: "frames"},
         "feature_lens": {0: "batch"},
@@ -236,7 +232,7 @@ def compare_onnx(
         OnnxVerificationError: output lengths or shapes differ, or an output is not finite.
     """
     runner = OnnxModel(graphs, net, threads=1)
-    features, lens = _example(input_dim, [97, 211, 64], 1)
+    features, lens = example_inputs(input_dim, [97, 211, 64], 1)
     checks = [*((b["features"].float(), b["feature_lens"]) for b in batches), (features, lens)]
     max_diff, utterances, first_difference = 0.0, 0, None
     for features, lens in checks:
