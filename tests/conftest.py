@@ -3,18 +3,13 @@ and torch seeded per test."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from conformer_prune.cli.resolvers import register_resolvers
-
-log = logging.getLogger(__name__)
 
 register_resolvers()  # the cp.* resolvers some configs use (as scripts/train.py does)
 
@@ -31,16 +26,10 @@ TINY_TREE: dict[str, list[tuple[int, int, list[str]]]] = {
     "test-clean": [(121, 121726, ["COME BACK", "THE END"])],
     "test-other": [(1688, 142285, ["WAKE UP", "VERY GOOD"])],
 }
-TINY_SAMPLE_RATE = 16000
 
 
-def _noise_chapter(chapter_dir: Path, items: list[tuple[str, str]], seed: int) -> None:
-    """Fallback when eSpeak is unavailable: seeded noise bursts of 0.3-1.0 s."""
-    rng = np.random.default_rng(seed)
-    for utt_id, _ in items:
-        n = int(TINY_SAMPLE_RATE * rng.uniform(0.3, 1.0))
-        audio = (rng.standard_normal(n) * 0.1).clip(-1, 1)
-        sf.write(chapter_dir / f"{utt_id}.flac", audio, TINY_SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+class TinyTreeError(RuntimeError):
+    """The tiny tree's speech could not be synthesised (the fixture fails rather than change the data)."""
 
 
 def write_tiny_librispeech(root: Path, tree: dict[str, list[tuple[int, int, list[str]]]] = TINY_TREE) -> Path:
@@ -62,9 +51,11 @@ def write_tiny_librispeech(root: Path, tree: dict[str, list[tuple[int, int, list
             tts = [(utt_id, text.lower()) for utt_id, text in items]
             try:
                 synthesize_chapter(chapter_dir, spec, tts, seed=s_index * 100 + c_index, pad_seconds=(0.0, 0.04))
-            except Exception as err:  # any synthesis failure: the reader tests still need audio
-                log.warning("eSpeak unavailable (%s): the tiny tree uses noise", err)
-                _noise_chapter(chapter_dir, items, seed=s_index * 100 + c_index)
+            except Exception as err:  # the tests that use the tree assume speech: never swap in other audio
+                raise TinyTreeError(
+                    f"the tiny LibriSpeech tree could not be synthesised with eSpeak NG ({type(err).__name__}: {err}); "
+                    "the tests that read it need speech. Fix: pip install espeakng-loader (a declared dependency)"
+                ) from err
     return base
 
 

@@ -36,7 +36,9 @@ from conformer_prune.rundir import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, ru
 
 EXPORT_FORMAT = "conformer-prune-export/1"
 SAFE_PREFIXES: tuple[str, ...] = ("conformer_prune.",)
-_NODE_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
+_NODE_KEYS = {"_target_", "_partial_", "_args_"}
+"""The Hydra node keys :func:`instantiate_node` honours; it refuses the others (``_recursive_``,
+``_convert_``: it always builds nested nodes and passes plain containers, so they would be ignored)."""
 MOVED_TARGETS: dict[str, str] = {
     **{f"conformer_prune.models.decoding.{name}": f"conformer_prune.decoding.{name}"
        for name in ("GreedyCTCDecoder", "PrefixBeamCTCDecoder", "LexiconLMCTCDecoder")},
@@ -98,13 +100,21 @@ def instantiate_node(node: Any, allowed_prefixes: Sequence[str] | None = SAFE_PR
     """Build a config node: a mapping with ``_target_`` is called with its other keys (built first,
     recursively), or wrapped in :func:`functools.partial` when ``_partial_`` is true; ``_args_`` are
     positional arguments. Lists and plain mappings are built element by element; other values pass.
+
+    Raises:
+        ValueError: a ``_target_`` outside ``allowed_prefixes``, or a Hydra key it does not honour
+            (``_recursive_``, ``_convert_``).
     """
     if isinstance(node, Mapping):
         if "_target_" not in node:
             return {k: instantiate_node(v, allowed_prefixes) for k, v in node.items()}
         unknown = {k for k in node if k.startswith("_") and k.endswith("_")} - _NODE_KEYS
         if unknown:
-            raise ValueError(f"_target_ {node['_target_']!r}: unsupported keys {sorted(unknown)}")
+            raise ValueError(
+                f"_target_ {node['_target_']!r}: unsupported keys {sorted(unknown)} (this builder honours "
+                f"{sorted(_NODE_KEYS)}: it always builds nested nodes and passes plain containers). Fix: drop "
+                "them, or build the node with hydra.utils.instantiate"
+            )
         target = resolve_target(node["_target_"], allowed_prefixes)
         args = [instantiate_node(a, allowed_prefixes) for a in node.get("_args_", [])]
         kwargs = {k: instantiate_node(v, allowed_prefixes) for k, v in node.items() if k not in _NODE_KEYS}

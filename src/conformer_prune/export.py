@@ -14,10 +14,12 @@ Nothing is written until the model has been verified:
 4. run the rebuilt model and the masked model on real utterances (the run's evaluation data, exactly
    the data its checkpoint records; generated features only with ``allow_generated``, and a note):
    max absolute difference of the outputs (CTC log-probabilities, transducer encoder output) over
-   valid frames must be ``<= atol`` and the greedy transcripts identical, or the export is refused;
+   valid frames must be ``<= atol`` and the greedy transcripts identical, or the export is refused
+   (:mod:`conformer_prune.verification`);
 5. write ``config.yaml``, ``model.safetensors``, ``tokenizer.model``, ``report.json`` (and optionally
-   ``model.torchscript.pt`` and the ONNX graphs of :mod:`conformer_prune.onnx_export`, verified with
-   ONNX Runtime) into a temporary directory next to ``out_dir`` and move it into place.
+   ``model.torchscript.pt``, :mod:`conformer_prune.torchscript`, and the ONNX graphs of
+   :mod:`conformer_prune.onnx_export`, verified with ONNX Runtime) into a temporary directory next to
+   ``out_dir`` and move it into place.
 
 The export is self-contained for evaluation: ``config.yaml`` names the data the model was trained and
 tested on (``data``, a :mod:`conformer_prune.data.record` record) and the decoder its run was evaluated
@@ -41,12 +43,11 @@ import shutil
 import tempfile
 import warnings
 from collections import Counter
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from conformer_prune.checkpoint import (
     EXPORT_FORMAT,
@@ -57,9 +58,7 @@ from conformer_prune.checkpoint import (
     upgrade_targets,
 )
 from conformer_prune.data.features import FeatureSettings
-from conformer_prune.decoding.base import greedy_texts
 from conformer_prune.dropout.base import LearnsRetention, Thresholded
-from conformer_prune.errors import UserError
 from conformer_prune.models.transducer import TransducerModel
 from conformer_prune.onnx_export import CTC_FILES, TRANSDUCER_FILES
 from conformer_prune.pruning.compact import (
@@ -82,20 +81,20 @@ from conformer_prune.rundir import (
     run_dir_of_checkpoint,
 )
 from conformer_prune.sites import site_kinds
+from conformer_prune.torchscript import to_torchscript
+from conformer_prune.verification import (  # noqa: F401 - the errors and compare: importable from here as before
+    ExportVerificationError,
+    VerificationDataError,
+    compare,
+    verification_batches,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 FEATURES_TARGET = "conformer_prune.data.features.FeatureExtractor.from_config"
 MAC_REFERENCE_SECONDS = 10.0
-
-
-class ExportVerificationError(UserError):
-    """The compacted model does not compute what the masked model computes: nothing was written."""
-
-
-class VerificationDataError(ValueError):
-    """No real utterance to verify on (and ``allow_generated`` is off): nothing was written."""
 
 
 # -- configs ----------------------------------------------------------------------------------------
@@ -110,154 +109,17 @@ def compacted_net_config(net_config: dict, layer_widths: list[dict]) -> dict:
 
 
 def decoding_config(net: nn.Module) -> dict:
-    """Decoding defaults: greedy (the default) and a beam search, for the model's head."""
+    """Decoding options of an export: greedy (the default) and a beam search, for the model's head, with
+    the decoders' own defaults (those ``conf/decoding/ctc_greedy.yaml``, ``ctc_beam.yaml`` and
+    ``transducer.yaml`` use); only the blank id is the model's."""
     if isinstance(net, TransducerModel):
-        return {
-            "default": "greedy",
-            "greedy": {
-                "_target_": "conformer_prune.decoding.TransducerGreedyDecoder",
-                "_partial_": True,
-                "max_symbols_per_frame": 5,
-            },
-            "beam": {
-                "_target_": "conformer_prune.decoding.TransducerBeamDecoder",
-                "_partial_": True,
-                "beam_size": 4,
-            },
-        }
+        greedy, beam, head = "TransducerGreedyDecoder", "TransducerBeamDecoder", {}
+    else:
+        greedy, beam, head = "GreedyCTCDecoder", "PrefixBeamCTCDecoder", {"blank": net.blank}
     return {
         "default": "greedy",
-        "greedy": {
-            "_target_": "conformer_prune.decoding.GreedyCTCDecoder",
-            "_partial_": True,
-            "blank": net.blank,
-        },
-        "beam": {
-            "_target_": "conformer_prune.decoding.PrefixBeamCTCDecoder",
-            "_partial_": True,
-            "beam_size": 8,
-            "blank": net.blank,
-        },
-    }
-
-
-# -- verification -----------------------------------------------------------------------------------
-def _datamodule_from_run(ckpt_file: Path, ckpt: dict | None = None) -> tuple[Any | None, str]:
-    """The data module of the data the checkpoint records (exactly that directory, never generated), with
-    the checkpoint's tokenizer and CMVN; a checkpoint of an older version: ``<run>/.hydra/config.yaml``'s,
-    relative paths resolved against the run's working directory. ``None`` and why if it can't be built."""
-    from hydra.utils import instantiate
-
-    from conformer_prune.data.record import check_recorded, pinned_config, record_from_checkpoint
-
-    ckpt = ckpt if ckpt is not None else {}
-    record = record_from_checkpoint(ckpt)
-    try:
-        if record is not None:
-            check_recorded(record)
-            datamodule = instantiate(pinned_config(record))
-        else:
-            from conformer_prune.data.record import legacy_data_config  # a run config of an older version
-
-            config, why = legacy_data_config(run_dir_of_checkpoint(ckpt_file))
-            if config is None:
-                return None, why
-            datamodule = instantiate(config)
-            datamodule.check("evaluate", generate=False, eval_subsets=[])
-        if ckpt.get("tokenizer_model") is not None:
-            datamodule.restore(ckpt["tokenizer_model"], (ckpt.get("hyper_parameters") or {}).get("feature_config"))
-        datamodule.setup("predict")
-        return datamodule, ""
-    except Exception as err:  # noqa: BLE001 - the message goes to the user, who decides what to do
-        return None, f"{type(err).__name__}: {err}"
-
-
-def verification_batches(
-    datamodule: Any | None,
-    ckpt_file: Path,
-    input_dim: int,
-    num_batches: int,
-    *,
-    allow_generated: bool = False,
-    ckpt: dict | None = None,
-) -> tuple[list[dict], str, str | None]:
-    """Up to ``num_batches`` evaluation batches, their source, and a note when they are generated.
-
-    Raises:
-        VerificationDataError: no real utterance can be read and ``allow_generated`` is off.
-    """
-    why = ""
-    if datamodule is None:
-        datamodule, why = _datamodule_from_run(ckpt_file, ckpt)
-    if datamodule is not None:
-        try:
-            subset = list(datamodule.eval_subsets())[0]
-            batches = list(islice(iter(datamodule.eval_dataloader(subset)), num_batches))
-            if batches:
-                return batches, f"real utterances: {subset}", None
-            why = f"evaluation subset {subset!r} is empty"
-        except Exception as err:  # noqa: BLE001
-            why = f"its evaluation data could not be read ({type(err).__name__}: {err})"
-    if not allow_generated:
-        raise VerificationDataError(
-            f"{ckpt_file}: cannot verify the export on real utterances: {why}. Fix: make the run's data available "
-            "again, or pass allow_generated=true to verify on generated features; nothing was written"
-        )
-    gen = torch.Generator().manual_seed(0)
-    lens = torch.tensor([300, 237, 161, 96])  # 3 s, 2.37 s, ... of 10 ms frames
-    features = torch.randn(len(lens), int(lens.max()), input_dim, generator=gen)  # (B, T, F)
-    note = f"verified on generated features, not real utterances: {why}"
-    return [{"features": features, "feature_lens": lens}], "generated features", note
-
-
-@torch.no_grad()
-def _outputs_and_texts(net: nn.Module, features: Tensor, lens: Tensor, tokenizer: Any) -> tuple[Tensor, Tensor, list]:
-    out, out_lens = net(features, lens)  # CTC: log-probs (B, T', V); transducer: encoder (B, T', D)
-    return out.float(), out_lens, greedy_texts(net, out, out_lens, tokenizer)
-
-
-@torch.no_grad()
-def verify(masked: nn.Module, compacted: nn.Module, batches: list[dict], tokenizer: Any, atol: float) -> dict:
-    """Compare the compacted model with the masked one; raise :class:`ExportVerificationError` on a mismatch.
-
-    Returns:
-        ``max_abs_diff`` (over valid frames), ``atol``, ``utterances``, ``transcripts_identical``,
-        ``output`` (what was compared) and ``examples`` (a few greedy transcripts).
-    """
-    max_diff, utterances, examples = 0.0, 0, []
-    for batch in batches:
-        features, lens = batch["features"].float(), batch["feature_lens"]
-        ref, ref_lens, ref_text = _outputs_and_texts(masked, features, lens, tokenizer)
-        out, out_lens, text = _outputs_and_texts(compacted, features, lens, tokenizer)
-        if not torch.equal(ref_lens, out_lens) or ref.shape != out.shape:
-            raise ExportVerificationError(f"compacted output shape {tuple(out.shape)} != masked {tuple(ref.shape)}")
-        valid = torch.arange(ref.size(1))[None, :] < ref_lens[:, None]  # (B, T')
-        diff = (ref - out).abs()[valid]
-        batch_diff = float(diff.max()) if diff.numel() else 0.0
-        if not math.isfinite(batch_diff):
-            raise ExportVerificationError("the compacted model produced non-finite outputs")
-        max_diff = max(max_diff, batch_diff)
-        if text != ref_text:
-            bad = next(i for i, (a, b) in enumerate(zip(ref_text, text)) if a != b)
-            raise ExportVerificationError(
-                f"greedy transcripts differ (utterance {utterances + bad}): masked {ref_text[bad]!r} vs compacted "
-                f"{text[bad]!r}; nothing was written"
-            )
-        utterances += len(text)
-        examples.extend(t[:200] for t in text[: max(0, 3 - len(examples))])
-    if max_diff > atol:
-        raise ExportVerificationError(
-            f"max |compacted - masked| = {max_diff:.3g} > atol={atol:g}: the compacted model is not the masked "
-            "model, so nothing was written (compaction should be exact: please report this checkpoint)"
-        )
-    output = "encoder output" if isinstance(masked, TransducerModel) else "CTC log-probabilities"
-    return {
-        "max_abs_diff": max_diff,
-        "atol": atol,
-        "utterances": utterances,
-        "transcripts_identical": True,
-        "output": output,
-        "examples": examples,
+        "greedy": {"_target_": f"conformer_prune.decoding.{greedy}", "_partial_": True, **head},
+        "beam": {"_target_": f"conformer_prune.decoding.{beam}", "_partial_": True, **head},
     }
 
 
@@ -287,74 +149,6 @@ def run_decoder(run_dir: Path) -> tuple[str | None, dict | None, dict[str, bytes
         files = {LM_FILE: lm.read_bytes(), LEXICON_FILE: lexicon.read_bytes()}
         node.update(lm_path=LM_FILE, lexicon_words=LEXICON_FILE)
     return name, node, files, None
-
-
-# -- TorchScript ------------------------------------------------------------------------------------
-class _TransducerScriptable(nn.Module):
-    """A transducer's parts as traceable methods: ``forward`` (encoder), ``joint`` and ``predict``."""
-
-    def __init__(self, net: TransducerModel) -> None:
-        super().__init__()
-        self.encoder, self.predictor, self.joiner = net.encoder, net.predictor, net.joiner
-
-    def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, T, F), (B,) -> (B, T', D), (B,)``."""
-        return self.encoder(features, feature_lens)
-
-    def joint(self, enc: Tensor, pred: Tensor) -> Tensor:
-        """Logits of broadcastable ``(..., D)`` encoder and ``(..., P)`` predictor outputs → ``(..., V)``."""
-        return self.joiner(enc, pred)
-
-    def predict(self, tokens: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One predictor step: tokens ``(N,)``, state ``(L, N, P)`` each → ``(N, P)`` and the new state."""
-        out, (h, c) = self.predictor.step(tokens, (h, c))
-        return out, h, c
-
-
-def _example(input_dim: int, lens: list[int], seed: int) -> tuple[Tensor, Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(len(lens), max(lens), input_dim, generator=gen), torch.tensor(lens)
-
-
-@torch.no_grad()
-def to_torchscript(net: nn.Module, input_dim: int, atol: float = 1e-4) -> torch.jit.ScriptModule:
-    """TorchScript of a compacted model (encoder + CTC head; a transducer's encoder, joiner and predictor step).
-
-    ``torch.jit.script`` cannot compile the encoder (its attention uses Python sets and star-unpacking),
-    so the model is *traced*. The trace is checked against eager on a second batch with a different
-    size and length, which catches any length baked in as a constant. A traced model skips the eager
-    model's Python-level input checks (e.g. "utterance too short"): give it at least 7 frames.
-
-    Raises:
-        RuntimeError: the traced model disagrees with eager (an internal error: please report it).
-    """
-    net = net.eval()
-    features, lens = _example(input_dim, [160, 121], 0)
-    check_features, check_lens = _example(input_dim, [97, 211, 64], 1)
-    with warnings.catch_warnings():  # torch.jit deprecation / TracerWarnings: parity is checked below
-        warnings.simplefilter("ignore")
-        if isinstance(net, TransducerModel):
-            parts = _TransducerScriptable(net).eval()
-            state = torch.zeros(net.predictor.num_layers, 2, net.predictor.pred_dim)
-            enc = torch.randn(2, 5, 1, net.encoder.d_model)
-            pred = torch.randn(2, 1, 3, net.predictor.pred_dim)
-            inputs = {
-                "forward": (features, lens),
-                "joint": (enc, pred),
-                "predict": (torch.tensor([0, 1]), state, state),
-            }
-            traced = torch.jit.trace_module(parts, inputs, check_trace=False)
-            pairs = [(traced.joint(enc[:1, :3], pred[:1]), parts.joint(enc[:1, :3], pred[:1]))]
-        else:
-            traced = torch.jit.trace(net, (features, lens), check_trace=False)
-            pairs = []
-    (out, out_lens), (ref, ref_lens) = traced(check_features, check_lens), net(check_features, check_lens)
-    pairs.append((out, ref))
-    if not torch.equal(out_lens, ref_lens) or any(
-        a.shape != b.shape or not torch.allclose(a, b, atol=atol, rtol=0) for a, b in pairs
-    ):
-        raise RuntimeError("the traced model disagrees with eager on a second input length")
-    return traced
 
 
 # -- export -----------------------------------------------------------------------------------------

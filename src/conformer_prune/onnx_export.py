@@ -10,12 +10,12 @@ Files written beside ``model.safetensors`` in an export directory (dynamic batch
 
 The graphs come from the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``), which
 needs nothing beyond ``onnx``; the relative shift of the attention scores is traced as pad/reshape
-(:func:`conformer_prune.models.attention.rel_shift`) so ``T`` stays symbolic. :func:`verify_onnx` runs
+(:func:`conformer_prune.models.attention.rel_shift`) so ``T`` stays symbolic. :func:`compare_onnx` runs
 every graph with ONNX Runtime on the export's verification utterances *and* on a second batch of another
 size and length (a length baked in as a constant would show there) against the PyTorch model: max
-``|diff|`` and identical greedy transcripts (a transducer is decoded greedily from the ONNX encoder
-output). :class:`OnnxModel` runs an export's graphs for ``transcribe.py backend=onnx`` and the inference
-benchmark.
+``|diff|`` and whether the greedy transcripts are identical (a transducer is decoded greedily from the
+ONNX encoder output); :func:`verify_onnx` refuses a mismatch. :class:`OnnxModel` runs an export's graphs
+for ``transcribe.py backend=onnx`` and the inference benchmark.
 
 ``onnx`` and ``onnxruntime`` are imported only here, and only when used.
 
@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from conformer_prune.decoding.base import greedy_texts
 from conformer_prune.models.transducer import TransducerModel
+from conformer_prune.torchscript import example_inputs
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,6 @@ class _PredictorStep(nn.Module):
         return out, h, c
 
 
-def _example(input_dim: int, lens: list[int], seed: int) -> tuple[Tensor, Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(len(lens), max(lens), input_dim, generator=gen), torch.tensor(lens)
-
-
 def _export_bytes(module: nn.Module, args: tuple, names: tuple[list[str], list[str]], axes: dict) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, and tracing warns
@@ -94,7 +90,7 @@ def to_onnx(net: nn.Module, input_dim: int) -> dict[str, bytes]:
     Nothing is checked here: :func:`verify_onnx` runs the graphs.
     """
     net = net.eval()
-    features, lens = _example(input_dim, [160, 121], 0)
+    features, lens = example_inputs(input_dim, [160, 121], 0)
     seq_axes = {
         "features": {0: "batch", 1: "frames"},
         "feature_lens": {0: "batch"},
@@ -218,29 +214,27 @@ class OnnxVerificationError(ValueError):
 
 
 @torch.no_grad()
-def verify_onnx(
-    net: nn.Module, graphs: Mapping[str, bytes], batches: list[dict], tokenizer: Any, atol: float, input_dim: int
+def compare_onnx(
+    net: nn.Module, graphs: Mapping[str, bytes], batches: list[dict], tokenizer: Any, input_dim: int
 ) -> dict:
     """Run the ONNX graphs with ONNX Runtime against ``net`` (PyTorch, eval mode).
 
     Compares on ``batches`` (the export's verification utterances) plus a generated batch of another
-    size and length: outputs over valid frames (max ``|diff|`` ``<= atol``), output lengths (equal) and
-    greedy transcripts (identical); for a transducer also the predictor step and the joiner on random
-    inputs.
+    size and length: outputs over valid frames, output lengths and greedy transcripts; for a transducer
+    also the predictor step and the joiner on random inputs.
 
     Returns:
-        ``max_abs_diff`` (over everything compared), ``atol``, ``utterances``, ``transcripts_identical``,
-        ``graphs`` (file → bytes), ``onnxruntime`` (its version).
+        ``max_abs_diff`` (over everything compared), ``utterances``, ``transcripts_identical`` and
+        ``first_difference`` (``None``, or ``(index, PyTorch text, ONNX text)`` of the first utterance whose
+        transcripts differ).
 
     Raises:
-        OnnxVerificationError: a mismatch.
+        OnnxVerificationError: output lengths or shapes differ, or an output is not finite.
     """
-    import onnxruntime
-
     runner = OnnxModel(graphs, net, threads=1)
-    features, lens = _example(input_dim, [97, 211, 64], 1)
+    features, lens = example_inputs(input_dim, [97, 211, 64], 1)
     checks = [*((b["features"].float(), b["feature_lens"]) for b in batches), (features, lens)]
-    max_diff, utterances = 0.0, 0
+    max_diff, utterances, first_difference = 0.0, 0, None
     for features, lens in checks:
         ref, ref_lens = net(features, lens)
         out, out_lens = runner(features, lens)
@@ -249,9 +243,9 @@ def verify_onnx(
         valid = torch.arange(ref.size(1))[None, :] < ref_lens[:, None]  # (B, T')
         max_diff = max(max_diff, _max_diff(out[valid], ref[valid]))
         ref_text, text = greedy_texts(net, ref, ref_lens, tokenizer), greedy_texts(net, out, out_lens, tokenizer)
-        if text != ref_text:
+        if first_difference is None and text != ref_text:
             bad = next(i for i, (a, b) in enumerate(zip(ref_text, text)) if a != b)
-            raise OnnxVerificationError(f"greedy transcripts differ: PyTorch {ref_text[bad]!r} vs ONNX {text[bad]!r}")
+            first_difference = (utterances + bad, ref_text[bad], text[bad])
         utterances += len(text)
     if runner.is_transducer:
         gen = torch.Generator().manual_seed(2)
@@ -266,14 +260,40 @@ def verify_onnx(
             torch.randn(5, predictor.pred_dim, generator=gen),
         )
         max_diff = max(max_diff, _max_diff(runner.run_joiner(enc, pred), net.joiner(enc, pred)))
-    if max_diff > atol:
-        raise OnnxVerificationError(f"max |ONNX - PyTorch| = {max_diff:.3g} > atol={atol:g}")
+    return {
+        "max_abs_diff": max_diff,
+        "utterances": utterances,
+        "transcripts_identical": first_difference is None,
+        "first_difference": first_difference,
+    }
+
+
+def verify_onnx(
+    net: nn.Module, graphs: Mapping[str, bytes], batches: list[dict], tokenizer: Any, atol: float, input_dim: int
+) -> dict:
+    """:func:`compare_onnx`, refusing a mismatch (transcripts not identical, or max ``|diff|`` above ``atol``).
+
+    Returns:
+        ``files``, ``max_abs_diff``, ``atol``, ``utterances``, ``transcripts_identical``, ``opset``,
+        ``onnxruntime`` (its version).
+
+    Raises:
+        OnnxVerificationError: a mismatch.
+    """
+    import onnxruntime
+
+    report = compare_onnx(net, graphs, batches, tokenizer, input_dim)
+    if not report["transcripts_identical"]:
+        _, ref_text, text = report["first_difference"]
+        raise OnnxVerificationError(f"greedy transcripts differ: PyTorch {ref_text!r} vs ONNX {text!r}")
+    if report["max_abs_diff"] > atol:
+        raise OnnxVerificationError(f"max |ONNX - PyTorch| = {report['max_abs_diff']:.3g} > atol={atol:g}")
     return {
         "files": list(graphs),
-        "max_abs_diff": max_diff,
+        "max_abs_diff": report["max_abs_diff"],
         "atol": atol,
-        "utterances": utterances,
-        "transcripts_identical": True,
+        "utterances": report["utterances"],
+        "transcripts_identical": report["transcripts_identical"],
         "opset": OPSET,
         "onnxruntime": onnxruntime.__version__,
     }

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -115,19 +116,30 @@ def _ffn(kind: str) -> SiteKind:
     )
 
 
-BUILT_IN: tuple[SiteKind, ...] = (
-    _ffn("ffn1"),
-    SiteKind(
-        kind="query",
-        config_key="query",
+def _attention(kind: str, width_key: str, cost_index: int, **described: Any) -> SiteKind:
+    """A per-head attention site: its widths are ``attn.<width_key>`` (one per head), its dense width a
+    head's share of ``d_model``, its unit cost ``attn.unit_costs()[cost_index]``."""
+    return SiteKind(
+        kind=kind,
+        config_key=kind,
         host="attn",
-        strategy="query_dropout",
-        width_key="qk_dims",
+        strategy=f"{kind}_dropout",
+        width_key=width_key,
         group="attention",
         per_head=True,
-        width=lambda attn: list(attn.qk_dims),
+        width=lambda attn: list(getattr(attn, width_key)),
         dense_width=lambda g: int(g["d_model"]) // int(g["num_heads"]),
-        unit_cost=lambda attn: attn.unit_costs()[0],
+        unit_cost=lambda attn: attn.unit_costs()[cost_index],
+        **described,
+    )
+
+
+BUILT_IN: tuple[SiteKind, ...] = (
+    _ffn("ffn1"),
+    _attention(
+        "query",
+        "qk_dims",
+        0,
         owned=lambda attn: [
             *attn.linear_q.parameters(),
             *attn.linear_k.parameters(),
@@ -139,17 +151,10 @@ BUILT_IN: tuple[SiteKind, ...] = (
         score=lambda attn: attn.linear_q.weight.norm(dim=1) * attn.linear_k.weight.norm(dim=1),
         surviving=_attention_surviving,
     ),
-    SiteKind(
-        kind="value",
-        config_key="value",
-        host="attn",
-        strategy="value_dropout",
-        width_key="v_dims",
-        group="attention",
-        per_head=True,
-        width=lambda attn: list(attn.v_dims),
-        dense_width=lambda g: int(g["d_model"]) // int(g["num_heads"]),
-        unit_cost=lambda attn: attn.unit_costs()[1],
+    _attention(
+        "value",
+        "v_dims",
+        1,
         owned=lambda attn: [*attn.linear_v.parameters(), *attn.linear_out.parameters()],
         score=lambda attn: attn.linear_v.weight.norm(dim=1) * attn.linear_out.weight.norm(dim=0),
     ),

@@ -3,6 +3,7 @@ a wrong graph is refused, and an export with onnx=true transcribes through trans
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from conformer_prune.onnx_export import (
     TRANSDUCER_FILES,
     OnnxModel,
     OnnxVerificationError,
+    compare_onnx,
     to_onnx,
     verify_onnx,
 )
@@ -74,6 +76,23 @@ def test_verification_refuses_a_graph_of_another_model() -> None:
     batch = {"features": torch.randn(2, 80, 20), "feature_lens": torch.tensor([80, 44])}
     with pytest.raises(OnnxVerificationError):
         verify_onnx(net, to_onnx(other, input_dim=20), [batch], IdsTokenizer(), atol=1e-4, input_dim=20)
+
+
+def test_comparison_reports_differing_transcripts_and_verification_refuses_them() -> None:
+    net = pruned_compacted("ctc")
+    graphs = to_onnx(net, input_dim=20)
+    batch = {"features": torch.randn(2, 80, 20), "feature_lens": torch.tensor([80, 44])}
+    same = compare_onnx(net, graphs, [batch], IdsTokenizer(), input_dim=20)
+    assert same["transcripts_identical"] and same["first_difference"] is None and same["utterances"] == 5
+    forced = copy.deepcopy(net)  # PyTorch now emits token 1 at every frame; the graphs do not
+    with torch.no_grad():
+        forced.head.bias[1] += 1e3
+    other = compare_onnx(forced, graphs, [batch], IdsTokenizer(), input_dim=20)
+    assert not other["transcripts_identical"]
+    index, torch_text, onnx_text = other["first_difference"]
+    assert index == 0 and set(torch_text.split()) == {"1"} and onnx_text != torch_text
+    with pytest.raises(OnnxVerificationError, match="greedy transcripts differ"):
+        verify_onnx(forced, graphs, [batch], IdsTokenizer(), atol=1e9, input_dim=20)
 
 
 @pytest.fixture(scope="module")

@@ -84,13 +84,16 @@ def _write_results(out_dir: Path, results: dict[str, Any]) -> Path:
     return file
 
 
-def _export(evaluated: str, out_dir: Path, datamodule: Any, results: dict[str, Any]) -> None:
-    """Export ``evaluated`` into ``<out_dir>/export`` and record it in ``results``; on failure the
-    evaluation is kept: ``results.json`` is written with ``export_error``, then the error is raised."""
+def _export(evaluated: str, out_dir: Path, datamodule: Any, options: DictConfig, results: dict[str, Any]) -> None:
+    """Export ``evaluated`` into ``<out_dir>/export`` with ``options`` (``export_options``, the settings
+    ``scripts/export.py`` uses) and record it in ``results``; on failure the evaluation is kept:
+    ``results.json`` is written with ``export_error``, then the error is raised."""
     from conformer_prune.export import export_checkpoint
 
     try:
-        report = export_checkpoint(evaluated, out_dir / "export", datamodule=datamodule)
+        report = export_checkpoint(
+            evaluated, out_dir / "export", datamodule=datamodule, **OmegaConf.to_container(options, resolve=True)
+        )
     except Exception as err:
         results["export"] = None
         results["export_error"] = f"{type(err).__name__}: {err}"
@@ -201,7 +204,7 @@ def _evaluate_and_export(
     frames_per_second = datamodule.feature_extractor.frames_per_second
     results["macs_per_second"] = {"dense": round(macs_per_second(net, input_dim, frames_per_second=frames_per_second))}
     if cfg.get("export") and evaluated:
-        _export(evaluated, out_dir, datamodule, results)
+        _export(evaluated, out_dir, datamodule, cfg.export_options, results)
     _write_results(out_dir, results)
     print_summary(train_summary(results, out_dir))
     return results

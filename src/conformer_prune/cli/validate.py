@@ -4,9 +4,10 @@ Hydra already rejects unknown keys (struct mode) and unknown group options while
 :class:`ValidateConfig` callback then checks, before the run directory exists:
 
 * :func:`validate` (the config alone): every value given to a ``_target_`` against the type hints of
-  the callable it configures (``trainer.max_steps=abc`` names ``trainer.max_steps``; a value
-  interpolated from elsewhere names its source, e.g. ``pruning.alpha``); the cheap parts instantiated
-  (dropout strategies, schedules, the encoder on the ``meta`` device, the optimiser, the data module);
+  the callable it configures (:mod:`conformer_prune.cli.config_types`: ``trainer.max_steps=abc`` names
+  ``trainer.max_steps``; a value interpolated from elsewhere names its source, e.g. ``pruning.alpha``);
+  the cheap parts instantiated (dropout strategies, schedules, the encoder on the ``meta`` device, the
+  optimiser, the data module);
   ranges (``trainer.max_steps``, ``trainer.val_check_interval``, ...); the run keys of ``train.yaml``
   (``eval_checkpoint``, ``eval_max_batches``, ``threads``, ...); that the decoders decode the
   configured head; and contradictions between groups (``export=true`` without a checkpoint callback).
@@ -21,15 +22,11 @@ paragraph and exits with status 1; an unexpected exception prints its traceback 
 
 from __future__ import annotations
 
-import collections.abc
 import inspect
 import logging
-import re
 import traceback
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -37,14 +34,11 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from conformer_prune.errors import UserError, full_error, report_user_error, user_error
+from conformer_prune.cli.config_types import ConfigError, check_types
+from conformer_prune.errors import full_error, report_user_error, user_error
 from conformer_prune.sites import config_keys
 
 log = logging.getLogger(__name__)
-
-
-class ConfigError(UserError):
-    """An invalid value in the composed config; the message names the key."""
 
 
 def _check(key: str, build: Any) -> Any:
@@ -55,137 +49,6 @@ def _check(key: str, build: Any) -> Any:
     except Exception as err:  # noqa: BLE001 - re-raised with the key that caused it
         found = user_error(err)
         raise ConfigError(f"invalid config at `{key}`: {found if found is not None else err}") from err
-
-
-# -- types ------------------------------------------------------------------------------------------
-_SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.MutableSequence)
-_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
-
-
-def _accepts(tp: Any, value: Any) -> bool | None:
-    """Whether ``value`` (a plain config value) fits type hint ``tp``; ``None`` when it cannot be told."""
-    origin = get_origin(tp)
-    if tp is Any or isinstance(tp, typing.TypeVar):
-        return None
-    if origin in (Union, types.UnionType):
-        verdicts = [_accepts(arg, value) for arg in get_args(tp)]
-        if True in verdicts:
-            return True
-        return None if None in verdicts else False
-    if origin is Literal:
-        return value in get_args(tp)
-    if tp is type(None):
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    if tp in _SEQUENCES or origin in _SEQUENCES:
-        return isinstance(value, list | tuple | ListConfig)
-    if tp in _MAPPINGS or origin in _MAPPINGS:
-        return isinstance(value, dict | DictConfig)
-    return None
-
-
-def _describe(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(dict.fromkeys(_describe(arg) for arg in get_args(tp)))
-    if origin is Literal:
-        return "one of " + ", ".join(repr(v) for v in get_args(tp))
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
-    if tp in names:
-        return names[tp]
-    if tp in _SEQUENCES or origin in _SEQUENCES:
-        return "a list"
-    if tp in _MAPPINGS or origin in _MAPPINGS:
-        return "a mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _signature(target: str) -> tuple[inspect.Signature, dict[str, Any]] | None:
-    """Signature and resolved type hints of the callable named by ``target`` (``None`` if unknown)."""
-    from conformer_prune.checkpoint import resolve_target
-
-    try:
-        fn = resolve_target(target, allowed_prefixes=None)
-        init = fn.__init__ if inspect.isclass(fn) else fn
-        signature = inspect.signature(fn)
-        try:
-            hints = typing.get_type_hints(init)
-        except Exception:  # noqa: BLE001 - unresolvable annotations: check names only
-            hints = {}
-        return signature, hints
-    except (ValueError, TypeError):
-        return None
-
-
-_INTERPOLATION = re.compile(r"^\$\{([A-Za-z_][\w.]*)\}$")
-
-
-def _walk_targets(node: Any, path: str) -> typing.Iterator[tuple[str, DictConfig]]:
-    if isinstance(node, DictConfig):
-        if "_target_" in node:
-            yield path, node
-        for key in node:
-            if str(key).startswith("_") or OmegaConf.is_interpolation(node, str(key)):
-                continue
-            try:
-                child = node[key]
-            except Exception:  # noqa: BLE001 - unresolvable here (e.g. ${hydra:runtime...}); not ours to check
-                continue
-            yield from _walk_targets(child, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, ListConfig):
-        for i, child in enumerate(node):
-            yield from _walk_targets(child, f"{path}[{i}]")
-
-
-def check_types(cfg: DictConfig, roots: typing.Iterable[str] | None = None) -> None:
-    """Every key of every ``_target_`` node is an argument of its callable, of the hinted type.
-
-    Raises:
-        ConfigError: names the key (and, for an interpolated value, the key it comes from).
-    """
-    for root in roots if roots is not None else [k for k in cfg if k != "hydra"]:
-        node = OmegaConf.select(cfg, root)
-        for path, target_node in _walk_targets(node, root):
-            found = _signature(str(target_node._target_))
-            if found is None:
-                continue  # instantiation reports an unknown _target_ with its own message
-            signature, hints = found
-            params = signature.parameters
-            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-            for key in target_node:
-                key = str(key)
-                if key.startswith("_"):
-                    continue
-                where = f"{path}.{key}"
-                if key not in params and not takes_any:
-                    known = ", ".join(k for k in params if k not in ("self", "args", "kwargs"))
-                    raise ConfigError(
-                        f"`{where}`: {target_node._target_} takes no argument {key!r} (it takes: {known}). "
-                        "Fix: remove or rename the key"
-                    )
-                if key not in hints:
-                    continue
-                raw = OmegaConf.to_container(target_node, resolve=False)[key]  # as written (unresolved)
-                try:
-                    value = target_node[key]
-                except Exception:  # noqa: BLE001 - unresolvable here; instantiation reports it
-                    continue
-                if isinstance(value, DictConfig | ListConfig) and _accepts(hints[key], []) is None:
-                    continue  # a nested config (built by instantiate) for an object-typed argument
-                if _accepts(hints[key], value) is False:
-                    source = _INTERPOLATION.match(raw) if isinstance(raw, str) else None
-                    named = f"`{source.group(1)}` (used as `{where}`)" if source else f"`{where}`"
-                    raise ConfigError(
-                        f"{named}={value!r} is not {_describe(hints[key])} "
-                        f"({str(target_node._target_).rsplit('.', 1)[-1]} argument {key!r}). Fix: give it a valid value"
-                    )
 
 
 # -- values -----------------------------------------------------------------------------------------
@@ -253,6 +116,8 @@ def _check_run_keys(cfg: DictConfig) -> None:
         _number(cfg, "seed", int, optional=False)
     if "export" in cfg and not isinstance(cfg.export, bool):
         raise ConfigError(f"`export`={cfg.export!r} must be true or false")
+    if "export_options" in cfg:
+        _check_export_options(cfg, "export_options.")
     subsets = cfg.get("eval_subsets")
     if subsets is not None and not (
         isinstance(subsets, str) or (isinstance(subsets, ListConfig) and all(isinstance(s, str) for s in subsets))
@@ -484,24 +349,37 @@ def validate_files(cfg: DictConfig, run_dir: Path | None = None) -> None:
         check_run_dir(run_dir, cfg.get("ckpt_path"))
 
 
+def _check_export_options(
+    cfg: DictConfig, prefix: str = "", out_dir: Path | None = None, overwrite: bool = False
+) -> None:
+    """The export settings at ``prefix`` (``conf/export_options/default.yaml``: ``export_options.`` in
+    ``train.yaml``, the root of ``export.yaml``), and ``out_dir`` when given."""
+    from conformer_prune.export import check_export_args
+
+    for key, kind in (("threshold", float), ("atol", float), ("verify_batches", int)):
+        _number(cfg, prefix + key, kind, optional=key == "threshold")
+    for key in ("torchscript", "onnx"):
+        value = OmegaConf.select(cfg, prefix + key, default=False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{prefix}{key}`={value!r} must be true or false")
+    try:  # the messages name out_dir, threshold, atol or verify_batches
+        check_export_args(
+            out_dir,
+            overwrite,
+            OmegaConf.select(cfg, prefix + "threshold"),
+            OmegaConf.select(cfg, prefix + "atol"),
+            OmegaConf.select(cfg, prefix + "verify_batches"),
+        )
+    except ValueError as err:
+        raise ConfigError(f"{prefix}{err}") from err
+
+
 def validate_export(cfg: DictConfig) -> None:
     """``scripts/export.py``: the checkpoint is readable and ``out_dir`` may be written (before any output)."""
     from conformer_prune.checkpoint import read_checkpoint
-    from conformer_prune.export import check_export_args
 
     out_dir = OmegaConf.select(cfg, "out_dir", throw_on_resolution_failure=False)
-    for key, kind in (("threshold", float), ("atol", float), ("verify_batches", int)):
-        _number(cfg, key, kind, optional=key == "threshold")
-    try:  # the messages name out_dir, threshold, atol or verify_batches
-        check_export_args(
-            None if out_dir is None else Path(str(out_dir)),
-            bool(cfg.get("overwrite", False)),
-            cfg.get("threshold"),
-            cfg.get("atol", 1e-4),
-            cfg.get("verify_batches", 1),
-        )
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    _check_export_options(cfg, out_dir=None if out_dir is None else Path(str(out_dir)), overwrite=bool(cfg.overwrite))
     try:
         read_checkpoint(Path(str(cfg.ckpt_path)).expanduser())
     except ValueError as err:

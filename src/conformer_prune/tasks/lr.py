@@ -30,20 +30,6 @@ def warmup_cosine(total_steps: int, warmup_steps: int = 100, min_lr_ratio: float
     return factor
 
 
-def noam(total_steps: int, warmup_steps: int = 10000) -> LRFactor:
-    """Transformer/Conformer schedule: linear warm-up then ``step^-0.5`` decay, peaking at the base lr at
-    ``warmup_steps`` (``total_steps`` is accepted for a uniform signature)."""
-    del total_steps
-    if warmup_steps < 1:
-        raise ValueError("the noam schedule needs warmup_steps >= 1")
-
-    def factor(step: int) -> float:
-        step = step + 1
-        return min(step / warmup_steps, (warmup_steps / step) ** 0.5)
-
-    return factor
-
-
 def constant(total_steps: int) -> LRFactor:
     """The base lr at every step (``total_steps`` is accepted for a uniform signature)."""
     del total_steps

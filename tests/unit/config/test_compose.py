@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
 from conformer_prune.cli.validate import ConfigError, validate
@@ -64,9 +66,32 @@ def test_every_option_composes_and_validates(group: str, option: str, tmp_path) 
     validate(cfg)
     for name, node in (cfg.callbacks or {}).items():
         if node and "_target_" in node:
-            assert instantiate(node) is not None, name
+            callback = instantiate(node)
+            assert type(callback) is get_class(node._target_) and isinstance(callback, L.Callback), name
+            assert_arguments_reached(callback, node, name)
     if cfg.get("logger"):
-        assert instantiate(cfg.logger) is not None
+        logger = instantiate(cfg.logger)
+        assert type(logger) is get_class(cfg.logger._target_) and isinstance(logger, Logger)
+        assert Path(logger.save_dir) == Path(cfg.paths.output_dir) and logger.name == cfg.logger.name
+
+
+def assert_arguments_reached(obj, node, name: str) -> None:
+    """Every argument the object keeps under its own name (or ``_name``) holds the configured value (a
+    nested node: the object it builds); at least one argument is checked when there are any."""
+    args = [key for key in node if not key.startswith("_")]
+    checked = 0
+    for key in args:
+        attr = next((a for a in (key, f"_{key}") if hasattr(obj, a)), None)
+        if attr is None:
+            continue
+        kept, value = getattr(obj, attr), node[key]
+        if OmegaConf.is_config(value):
+            value = instantiate(value)
+        elif key.endswith("dirpath"):
+            kept, value = Path(kept).resolve(), Path(value).resolve()
+        assert kept == value, (name, key, kept, value)
+        checked += 1
+    assert checked or not args, f"{name}: none of {args} is kept under its name"
 
 
 @pytest.mark.parametrize("strategy", options("dropout"))
@@ -84,6 +109,13 @@ def test_unknown_key_and_unknown_option_fail_while_composing(tmp_path) -> None:
         compose_train(["pruning.alfa=1"])
     with pytest.raises(ConfigCompositionException, match="dropout"):
         compose_train(["dropout=adaptve"])
+
+
+@pytest.mark.parametrize("removed", ["tags=[quickstart]"])
+def test_settings_nothing_read_are_gone(removed: str) -> None:
+    """Keys that no code read were removed; setting one is an error, not a silent no-op."""
+    with pytest.raises(ConfigCompositionException, match=removed.split("=")[0]):
+        compose_train([removed])
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import lightning as L
 import pytest
 import torch
 
-from conformer_prune.data import datamodule as dm_module
+from conformer_prune.data import dataset as dataset_module
 from conformer_prune.data.datamodule import LibriSpeechDataModule
 from conformer_prune.data.librispeech import load_audio, read_subsets
 
@@ -106,8 +106,8 @@ def test_features_are_cached_after_the_first_epoch(tiny_librispeech: Path, tmp_p
     dm = make_dm(tiny_librispeech, tmp_path / "cache")
     dm.setup("fit")  # fits CMVN on the training set: decodes it once
     calls = []
-    real = dm_module.load_audio
-    monkeypatch.setattr(dm_module, "load_audio", lambda utt: calls.append(utt.utt_id) or real(utt))
+    real = dataset_module.load_audio
+    monkeypatch.setattr(dataset_module, "load_audio", lambda utt: calls.append(utt.utt_id) or real(utt))
     list(dm.train_dataloader())
     list(dm.train_dataloader())
     assert calls == []
@@ -267,3 +267,10 @@ def test_monitored_training_utterances_are_a_fixed_unaugmented_sample(tiny_libri
     torch.testing.assert_close(first["features"][0][: expected.shape[0]], expected)
     with pytest.raises(ValueError, match="monitor_train_utterances"):
         make_dm(tiny_librispeech, tmp_path, monitor_train_utterances=-1)
+
+
+def test_dataset_names_stay_importable_from_the_data_module() -> None:
+    from conformer_prune.data import dataset
+    from conformer_prune.data.datamodule import Batch, Collate, UtteranceDataset
+
+    assert (Batch, Collate, UtteranceDataset) == (dataset.Batch, dataset.Collate, dataset.UtteranceDataset)

@@ -52,6 +52,18 @@ def test_subset_order_combinations_aliases_and_parent_root(tiny_librispeech: Pat
     assert len(LIBRISPEECH_SUBSETS) == 7
 
 
+def test_tiny_tree_fails_loudly_when_speech_cannot_be_synthesised(tmp_path: Path, monkeypatch) -> None:
+    import conftest  # tests/conftest.py: the fixture's writer (no silent fallback to other audio)
+
+    def no_engine(*args, **kwargs) -> None:
+        raise OSError("libespeak-ng.so.1: cannot open shared object file")
+
+    monkeypatch.setattr("conformer_prune.data.corpus.synthesize_chapter", no_engine)
+    with pytest.raises(conftest.TinyTreeError, match=r"libespeak-ng.*Fix: pip install espeakng-loader"):
+        conftest.write_tiny_librispeech(tmp_path)
+    assert not list(tmp_path.rglob("*.flac"))
+
+
 def test_missing_root_names_it(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(ValueError, match=f"{missing}.*does not exist.*data.root"):

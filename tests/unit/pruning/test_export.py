@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 
@@ -16,7 +17,9 @@ from conformer_prune.export import (
     ExportVerificationError,
     VerificationDataError,
     compacted_net_config,
+    compare,
     export_checkpoint,
+    verify,
 )
 from conformer_prune.inference import load_model
 from conformer_prune.models.transducer import TransducerModel
@@ -104,6 +107,9 @@ def test_instantiate_node_builds_partials_and_refuses_foreign_targets() -> None:
         instantiate_node({"_target_": "os.system", "_args_": ["true"]})
     with pytest.raises(ValueError, match="nothing_here"):
         instantiate_node({"_target_": "conformer_prune.dropout.nothing_here"})
+    for key, value in (("_recursive_", False), ("_convert_", "none")):  # would be silently ignored
+        with pytest.raises(ValueError, match=f"unsupported keys \\['{key}'\\].*hydra.utils.instantiate"):
+            instantiate_node({"_target_": "conformer_prune.dropout.NoDropout", "_args_": [3], key: value})
 
 
 def test_export_writes_a_smaller_verified_model_and_its_report(tmp_path, tokenizer) -> None:
@@ -182,6 +188,31 @@ def test_failed_verification_refuses_and_writes_nothing(tmp_path, tokenizer, mon
     with pytest.raises(ExportVerificationError, match="atol|transcripts differ"):
         export_checkpoint(ckpt, tmp_path / "export", allow_generated=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+class IdsTokenizer:
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(map(str, ids))
+
+
+def test_comparison_reports_differing_transcripts_and_verification_refuses_them() -> None:
+    net = instantiate_node(net_config("ctc", vocab_size=11))
+    prune_randomly_(net, 0.5, seed=1)
+    net.eval()
+    compacted = compact_copy(net)
+    batches = [{"features": torch.randn(3, 60, 20), "feature_lens": torch.tensor([60, 41, 30])}]
+    same = compare(net, compacted, batches, IdsTokenizer())
+    assert same["transcripts_identical"] and same["first_difference"] is None and same["utterances"] == 3
+    assert verify(net, compacted, batches, IdsTokenizer(), atol=1e-4)["transcripts_identical"]
+    forced = copy.deepcopy(compacted)  # emits token 1 at every frame; the masked model does not
+    with torch.no_grad():
+        forced.head.bias[1] += 1e3
+    other = compare(net, forced, batches, IdsTokenizer())
+    assert not other["transcripts_identical"]
+    index, masked_text, compacted_text = other["first_difference"]
+    assert index == 0 and set(compacted_text.split()) == {"1"} and masked_text != compacted_text
+    with pytest.raises(ExportVerificationError, match=r"greedy transcripts differ \(utterance 0\)"):
+        verify(net, forced, batches, IdsTokenizer(), atol=1e9)
 
 
 def test_non_empty_out_dir_needs_overwrite_and_overwrite_replaces_only_an_export(tmp_path, tokenizer) -> None:
