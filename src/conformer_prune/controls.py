@@ -332,17 +332,23 @@ def report(sweep_dir: Path, dense_params: int | None = None, subset: str = "test
     conv_runs = [read_run(d) for d in sorted(sweep_dir.glob("conv_*")) if (d / "results.json").is_file()]
     if conv_runs:
         lines += ["", "## LConv-only ablation: where the mask sits", ""]
-        lines += ["| run | mask position | conv channels pruned | params after export | CER (greedy) |"]
-        lines += ["|---|---|---|---|---|"]
+        lines += ["| run | mask position | α | conv channels pruned | params after export | CER (greedy) |"]
+        lines += ["|---|---|---|---|---|---|"]
         numbers["conv"] = []
         for run in conv_runs:
             position = _conv_position(run.path)
             conv_pruned = run.unit_fraction("conv")
             numbers["conv"].append(
-                {"run": run.path.name, "position": position, "conv_pruned": conv_pruned, "params": run.params}
+                {
+                    "run": run.path.name,
+                    "position": position,
+                    "alpha": run.alpha,
+                    "conv_pruned": conv_pruned,
+                    "params": run.params,
+                }  # fmt: skip
             )
             lines.append(
-                f"| `{run.path.name}` | {position} | {_pct(run.unit_fraction('conv'))} % | {run.params:,} "
+                f"| `{run.path.name}` | {position} | {run.alpha:g} | {_pct(conv_pruned)} % | {run.params:,} "
                 f"| {100 * run.results['cer_greedy'][subset]:.1f} |"
             )
     return "\n".join(lines) + "\n", numbers
