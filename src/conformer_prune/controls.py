@@ -162,8 +162,11 @@ def _interval(d: PairedDifference) -> str:
 
 def dense_params_of(run: ControlRun) -> int:
     """The dense model's parameter count after export (nothing pruned): the run's total minus its keep logits."""
-    logits = (run.results.get("retention") or {}).get("all", {}).get("units", 0)
-    return int(run.results["params"]["total"]) - int(logits)
+    params = run.results["params"]
+    if "dense" in params:
+        return int(params["dense"])
+    logits = (run.results.get("retention") or {}).get("all", {}).get("units", 0)  # results of older runs
+    return int(params["total"]) - int(logits)
 
 
 def report(sweep_dir: Path, dense_params: int | None = None, subset: str = "test-clean") -> tuple[str, dict[str, Any]]:

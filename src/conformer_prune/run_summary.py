@@ -93,10 +93,11 @@ def _commands(commands: list[str]) -> Text:
 
 
 def _model_rows(results: Mapping[str, Any], dense: str = " dense") -> list[tuple[str, str]]:
-    """Parameters, MACs and units pruned; ``dense`` labels ``params.total`` (the trained, masked model)."""
+    """Parameters, MACs and units pruned; ``dense`` labels ``params.dense`` (the model with every unit and no
+    keep logits; ``params.total`` in results written before it was recorded)."""
     params = results.get("params") or {}
     rows = []
-    total, compacted = params.get("total"), params.get("compacted_total")
+    total, compacted = params.get("dense", params.get("total")), params.get("compacted_total")
     if total is not None:
         text = f"{total:,}{dense}"
         if compacted is not None:

@@ -80,7 +80,9 @@ def test_a_training_run_prints_steps_the_summary_and_no_known_noise(finished_tin
     for subset in ("dev-clean", "test-clean"):
         for key in ("wer", "cer", "wer_greedy", "cer_greedy"):
             assert f"{100 * results[key][subset]:.2f}" in out, (subset, key)
-    assert f"{results['params']['total']:,} dense -> {results['params']['compacted_total']:,} compacted" in out
+    params = results["params"]
+    assert params["dense"] == params["total"] - results["retention"]["all"]["units"]  # one keep logit a unit
+    assert f"{params['dense']:,} dense -> {params['compacted_total']:,} compacted" in out
     assert f"scripts/evaluate.py model_path={results['export']}" in out
     assert "tensorboard --logdir" in out
     log = (finished_tiny_run.run_dir / "train.log").read_text()

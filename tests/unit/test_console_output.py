@@ -119,6 +119,13 @@ RESULTS = {
 }  # fmt: skip
 
 
+def test_the_dense_count_has_no_keep_logits(tmp_path) -> None:
+    """``params.dense`` (every unit, no keep logits) is what the summary calls dense, when recorded."""
+    results = {**RESULTS, "params": {**RESULTS["params"], "dense": 2240654 - 4032}}
+    text = render_text(train_summary(results, tmp_path))
+    assert "2,236,622 dense -> 950,660 compacted (-57.5 %)" in text
+
+
 def test_train_summary_lists_the_numbers_of_results_json(tmp_path) -> None:
     (tmp_path / "tensorboard").mkdir()
     text = render_text(train_summary(RESULTS, tmp_path))

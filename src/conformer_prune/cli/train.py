@@ -23,7 +23,13 @@ from conformer_prune.distributed import resolve_eval_device, run_on_global_zero
 from conformer_prune.errors import UserError, user_error
 from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE, evaluate_net, flatten_results, split_utterance_errors
 from conformer_prune.precision import training_precision
-from conformer_prune.pruning.compact import count_params, encoder_of, macs_per_second, retention_summary
+from conformer_prune.pruning.compact import (
+    count_params,
+    encoder_of,
+    macs_per_second,
+    retention_summary,
+    strategy_params,
+)
 from conformer_prune.run_summary import print_summary, train_summary
 from conformer_prune.rundir import RESULTS_FILE, set_aside_previous_results
 
@@ -184,7 +190,11 @@ def _evaluate_and_export(
     (out_dir / UTTERANCE_ERRORS_FILE).write_text(json.dumps(split_utterance_errors(per_subset)))
     net = net.cpu()
     results: dict[str, Any] = {
-        "params": {"total": count_params(net), "encoder": count_params(encoder_of(net))},
+        "params": {  # total: the trained model, keep logits included; dense: what a dense model of it holds
+            "total": count_params(net),
+            "dense": count_params(net) - strategy_params(net),
+            "encoder": count_params(encoder_of(net)),
+        },
         **flatten_results(per_subset),
         "decoding": decoding_name,
         "train_seconds": round(train_seconds, 1),
