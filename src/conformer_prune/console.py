@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 KNOWN_WARNINGS: tuple[tuple[str, str], ...] = (
     # lightning's _pytree helper on torch >= 2.10: a deprecation inside Lightning, nothing a user can act on
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", "lightning.pytorch.utilities._pytree on recent torch"),
+    # bf16-mixed (the CPU default): the summary sizes the weights in fp32, which is what they are stored in
+    (r"Precision bf16-mixed is not supported by the model summary", "Lightning's model summary under bf16-mixed"),
 )
 """``(message regex, where it comes from)`` of warnings ignored at the entry points."""
 
@@ -28,6 +30,10 @@ KNOWN_LOG_LINES: tuple[tuple[str, str], ...] = (
     (r"💡 Tip: For seamless cloud logging", "Lightning's LitLogger advertisement"),
     (r"Trainer already configured with model summary callbacks", "our callbacks bring their own model summary"),
     (r"TPU available: False, using: 0 TPU cores", "no TPU: nothing to act on (GPU availability is still shown)"),
+    (
+        r"`Trainer\(limit_val_batches=1\.0\)` was configured so 100% of the batches will be used",
+        "the default restated (conf/trainer sets it so that it can be overridden)",
+    ),
 )
 """``(message regex, what it is)`` of Lightning info lines dropped at the entry points."""
 
