@@ -268,7 +268,10 @@ def report(sweep_dir: Path, dense_params: int | None = None, subset: str = "test
         ]
         lines += ["The same trained weights, scored greedily on "
                   f"{subset}, with the run's own keep logits and with them permuted within each site (the same "
-                  "number of pruned units and the same eval scales per site, on random units).", ""]  # fmt: skip
+                  "number of pruned units and the same eval scales per site, on random units). The weights have "
+                  "adapted to their own mask, so this cannot tell units pruned because they were unimportant "
+                  "from units unimportant because they were pruned early: the noise-seed and width controls "
+                  "speak to that.", ""]  # fmt: skip
         lines += [f"| mask | {subset} CER (greedy) | random − own, points [95 % CI] |", "|---|---|---|"]
         own = base.results["cer_greedy"][subset]
         lines.append(f"| own (`{base.path.name}`) | {100 * own:.1f} | |")
