@@ -16,6 +16,7 @@ Shapes: pruned sets hold ``(layer, unit)`` pairs per site kind.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 
 from conformer_prune.evaluate import UTTERANCE_ERRORS_FILE
 from conformer_prune.stats import PairedDifference, paired_bootstrap
@@ -63,14 +65,18 @@ def read_run(run_dir: Path) -> ControlRun:
     return ControlRun(run_dir, alpha, config.get("noise_seed"), results)
 
 
-def pruned_units(run: ControlRun) -> dict[str, set[tuple[int, int]]]:
-    """Site kind → the ``(layer, unit)`` pairs the run's evaluated checkpoint prunes (its eval gates)."""
+@functools.lru_cache(maxsize=8)
+def _trained_net(checkpoint: str) -> nn.Module:
+    """The network of a training checkpoint, built once per report (both controls below read it)."""
     from conformer_prune.checkpoint import build_dense_net, read_checkpoint
 
-    checkpoint = Path(run.results["checkpoint"])
-    net = build_dense_net(read_checkpoint(checkpoint), checkpoint)
+    return build_dense_net(read_checkpoint(checkpoint), checkpoint)
+
+
+def pruned_units(run: ControlRun) -> dict[str, set[tuple[int, int]]]:
+    """Site kind → the ``(layer, unit)`` pairs the run's evaluated checkpoint prunes (its eval gates)."""
     pruned: dict[str, set[tuple[int, int]]] = {}
-    for site in net.encoder.sites():
+    for site in _trained_net(str(run.results["checkpoint"])).encoder.sites():
         mask = site.module.keep_mask()
         pruned.setdefault(site.kind, set()).update((site.layer, int(i)) for i in (~mask).nonzero().flatten())
     return pruned
@@ -78,12 +84,8 @@ def pruned_units(run: ControlRun) -> dict[str, set[tuple[int, int]]]:
 
 def keep_probs(run: ControlRun) -> dict[str, torch.Tensor]:
     """Site kind → the keep probabilities of the run's evaluated checkpoint, ``(layer, unit)`` order: ``(units,)``."""
-    from conformer_prune.checkpoint import build_dense_net, read_checkpoint
-
-    checkpoint = Path(run.results["checkpoint"])
-    net = build_dense_net(read_checkpoint(checkpoint), checkpoint)
     probs: dict[str, list[torch.Tensor]] = {}
-    for site in net.encoder.sites():
+    for site in _trained_net(str(run.results["checkpoint"])).encoder.sites():
         probs.setdefault(site.kind, []).append(site.module.keep_prob().detach().float().flatten())
     return {kind: torch.cat(parts) for kind, parts in probs.items()}
 
@@ -254,13 +256,15 @@ def report(sweep_dir: Path, dense_params: int | None = None, subset: str = "test
         lines += ["", f"- CER {subset}, b − a: {_interval(diff)} points: **{diff.verdict()}**"]
 
     # -- random units -----------------------------------------------------------------------------------
-    draws = [d for d in sorted(sweep_dir.glob("random_units*")) if (d / "results.json").is_file()]
+    draws: dict[Path, list[Path]] = {}  # source checkpoint -> its permuted draws
+    for d in sorted(sweep_dir.glob("random_units*")):
+        if (d / "results.json").is_file():
+            draws.setdefault(Path(json.loads((d / PERMUTED_FROM).read_text())["checkpoint"]), []).append(d)
     by_checkpoint = {Path(r.results["checkpoint"]).resolve(): r for r in alpha_runs}
-    for source in dict.fromkeys(Path(json.loads((d / PERMUTED_FROM).read_text())["checkpoint"]) for d in draws):
+    for source, mine in draws.items():
         base = by_checkpoint.get(source)
         if base is None:
             continue
-        mine = [d for d in draws if Path(json.loads((d / PERMUTED_FROM).read_text())["checkpoint"]) == source]
         lines += [
             "",
             f"## The pruned units are the unimportant ones: `{base.path.name}`'s mask against random units",
