@@ -7,6 +7,7 @@ Imported as ``tests.helpers`` (the suite runs as ``python -m pytest`` from the r
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -303,8 +304,6 @@ def path_without(program: str, shadow: Path) -> str:
     For tests that need a machine without an optional tool that this one has installed (flite): the
     subprocesses they start cannot find it either.
     """
-    import os
-
     shadow.mkdir(parents=True, exist_ok=True)
     for directory in os.environ.get("PATH", "").split(os.pathsep):
         if not directory or not Path(directory).is_dir():
